@@ -1,0 +1,1 @@
+"""gpfl_tff: group personalized federated learning on TensorFlow Federated."""

@@ -1,0 +1,1 @@
+"""Grouped federated text datasets: sources, splits, vocabulary and preprocessing."""

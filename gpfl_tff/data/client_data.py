@@ -1,0 +1,222 @@
+"""GroupedClientData: TFF ClientData splits plus each client's group.
+
+A prepared dataset is a folder:
+  train.sqlite, validation.sqlite, test.sqlite  TFF SQLite client data
+                                                (`save_to_sql_client_data`),
+                                                elements {'text': tf.string}
+  groups.json                                   client id -> group
+  vocab.txt                                     one word per line
+  stats.json                                    statistics (see `statistics`)
+
+Split rule (`split_examples`), for sources without their own split: a client's
+examples in their original order; the last `round(10%)` (at least
+`min_examples_per_split`) go to test, the `round(10%)` (same minimum) before them
+to validation, the rest to train. A client whose train split would fall below
+`min_examples_per_split`, or whose words (whitespace-separated, in all its
+examples) are fewer than `min_words_per_client`, is dropped and counted.
+"""
+
+import collections
+import dataclasses
+import json
+import os
+import statistics as pystats
+from collections.abc import Mapping, Sequence
+
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from gpfl_tff.data import text
+from gpfl_tff.data.errors import DataError
+
+SPLITS = ('train', 'validation', 'test')
+ELEMENT_SPEC = {'text': tf.TensorSpec(shape=[], dtype=tf.string)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientSplits:
+  train: list[str]
+  validation: list[str]
+  test: list[str]
+
+
+@dataclasses.dataclass
+class RawGroupedData:
+  """Text examples per client, split, and each client's group (in memory)."""
+  clients: dict[str, ClientSplits]
+  client_to_group: dict[str, str]
+  dropped_clients: int = 0
+  source_groups: tuple[str, ...] = ()
+
+
+def count_words(examples: Sequence[str]) -> int:
+  return sum(len(example.split()) for example in examples)
+
+
+def split_examples(examples: Sequence[str],
+                   min_examples_per_split: int = 1) -> ClientSplits | None:
+  """Splits one client's examples by the rule in the module docstring."""
+  n = len(examples)
+  held_out = max(min_examples_per_split, round(0.1 * n))
+  n_train = n - 2 * held_out
+  if n_train < min_examples_per_split:
+    return None
+  return ClientSplits(
+      train=list(examples[:n_train]),
+      validation=list(examples[n_train:n_train + held_out]),
+      test=list(examples[n_train + held_out:]))
+
+
+def build_raw(examples_by_client: Mapping[str, Sequence[str]],
+              client_to_group: Mapping[str, str],
+              min_words_per_client: int,
+              min_examples_per_split: int = 1,
+              source_name: str = 'dataset') -> RawGroupedData:
+  """Splits every client and drops those the split rule rejects."""
+  clients = {}
+  dropped = 0
+  for client_id in sorted(examples_by_client):
+    examples = examples_by_client[client_id]
+    splits = None
+    if count_words(examples) >= min_words_per_client:
+      splits = split_examples(examples, min_examples_per_split)
+    if splits is None:
+      dropped += 1
+    else:
+      clients[client_id] = splits
+  return filter_groups(clients, client_to_group, dropped, source_name)
+
+
+def filter_groups(clients: dict[str, ClientSplits],
+                  client_to_group: Mapping[str, str], dropped: int,
+                  source_name: str) -> RawGroupedData:
+  """Checks that every group of the source keeps at least one client."""
+  source_groups = tuple(sorted(set(client_to_group.values())))
+  kept = {client_to_group[c] for c in clients}
+  for group in source_groups:
+    if group not in kept:
+      raise DataError(f'{source_name}: group {group!r} has no eligible client '
+                      '(too few examples or words in all its clients)')
+  return RawGroupedData(
+      clients=clients,
+      client_to_group={c: client_to_group[c] for c in clients},
+      dropped_clients=dropped,
+      source_groups=source_groups)
+
+
+def _summary(values: Sequence[float]) -> dict[str, float]:
+  return {'min': min(values), 'median': pystats.median(values),
+          'max': max(values)}
+
+
+def statistics(raw: RawGroupedData, vocabulary: Sequence[str]) -> dict:
+  """Dataset statistics, as written to stats.json."""
+  per_group = collections.Counter(raw.client_to_group.values())
+  all_examples = {c: s.train + s.validation + s.test
+                  for c, s in raw.clients.items()}
+  test_texts = [t for s in raw.clients.values() for t in s.test]
+  return {
+      'num_clients': len(raw.clients),
+      'num_groups': len(per_group),
+      'dropped_clients': raw.dropped_clients,
+      'clients_per_group': dict(sorted(per_group.items())),
+      'examples_per_client': _summary(
+          [len(e) for e in all_examples.values()]),
+      'words_per_client': _summary(
+          [count_words(e) for e in all_examples.values()]),
+      'examples_per_split': {
+          split: sum(len(getattr(s, split)) for s in raw.clients.values())
+          for split in SPLITS},
+      'words_per_split': {
+          split: sum(count_words(getattr(s, split))
+                     for s in raw.clients.values()) for split in SPLITS},
+      'vocab_size': len(vocabulary),
+      'oov_rate': text.oov_rate(test_texts, vocabulary),
+      'oov_rate_split': 'test',
+  }
+
+
+def _save_split(raw: RawGroupedData, split: str, path: str) -> None:
+  client_ids = sorted(raw.clients)
+
+  def dataset_fn(client_id):
+    return tf.data.Dataset.from_tensor_slices(
+        {'text': tf.constant(getattr(raw.clients[client_id], split),
+                             dtype=tf.string)})
+
+  tff.simulation.datasets.save_to_sql_client_data(client_ids, dataset_fn,
+                                                  path)
+
+
+def save(raw: RawGroupedData, vocabulary: Sequence[str], stats: dict,
+         directory: str) -> None:
+  """Writes a prepared dataset into `directory` (which must be new)."""
+  os.makedirs(directory)
+  for split in SPLITS:
+    _save_split(raw, split, os.path.join(directory, f'{split}.sqlite'))
+  _write_json(os.path.join(directory, 'groups.json'), raw.client_to_group)
+  _write_json(os.path.join(directory, 'stats.json'), stats)
+  with open(os.path.join(directory, 'vocab.txt'), 'w', encoding='utf-8') as f:
+    f.writelines(word + '\n' for word in vocabulary)
+
+
+def _write_json(path: str, value) -> None:
+  with open(path, 'w', encoding='utf-8') as f:
+    json.dump(value, f, indent=2, sort_keys=True)
+    f.write('\n')
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupedClientData:
+  """Train / validation / test `ClientData` over the same clients, grouped.
+
+  Every split holds the same client ids; elements are {'text': tf.string}.
+  """
+  train: tff.simulation.datasets.ClientData
+  validation: tff.simulation.datasets.ClientData
+  test: tff.simulation.datasets.ClientData
+  client_to_group: Mapping[str, str]
+  vocabulary: list[str]
+  stats: dict
+
+  @property
+  def client_ids(self) -> list[str]:
+    return sorted(self.client_to_group)
+
+  @property
+  def groups(self) -> list[str]:
+    return sorted(set(self.client_to_group.values()))
+
+  def clients_in_group(self, group: str) -> list[str]:
+    """Client ids of `group`, sorted; an unknown group is an error."""
+    clients = [c for c in self.client_ids if self.client_to_group[c] == group]
+    if not clients:
+      raise DataError(f'unknown group {group!r} (known: '
+                      f'{", ".join(self.groups)})')
+    return clients
+
+  def split(self, name: str) -> tff.simulation.datasets.ClientData:
+    return getattr(self, name)
+
+
+def load(directory: str) -> GroupedClientData:
+  """Reads a folder written by `save`."""
+  required = [f'{s}.sqlite' for s in SPLITS] + [
+      'groups.json', 'vocab.txt', 'stats.json']
+  for name in required:
+    if not os.path.isfile(os.path.join(directory, name)):
+      raise DataError(f'{directory}: not a prepared dataset ({name} missing)')
+  splits = {
+      s: tff.simulation.datasets.load_and_parse_sql_client_data(
+          os.path.join(directory, f'{s}.sqlite'), ELEMENT_SPEC)
+      for s in SPLITS
+  }
+  with open(os.path.join(directory, 'groups.json'), encoding='utf-8') as f:
+    client_to_group = json.load(f)
+  with open(os.path.join(directory, 'stats.json'), encoding='utf-8') as f:
+    stats = json.load(f)
+  with open(os.path.join(directory, 'vocab.txt'), encoding='utf-8') as f:
+    vocabulary = [line.rstrip('\n') for line in f]
+  return GroupedClientData(
+      client_to_group=client_to_group, vocabulary=vocabulary, stats=stats,
+      **splits)

@@ -1,0 +1,128 @@
+"""Word-level text preprocessing for next-word prediction, in TensorFlow graphs.
+
+Normalization and tokenization (tensorflow-text):
+  1. Unicode NFKC normalization, then case folding (`case_fold_utf8`).
+  2. Every character that is neither a word character, whitespace nor an
+     apostrophe becomes its own token ("sir!" -> "sir", "!"); apostrophes stay
+     inside words ("banish'd", "i'll").
+  3. Split on whitespace (`WhitespaceTokenizer`).
+
+Token ids: 0 = <pad>, 1 = <oov>, 2 = <bos>, 3 = <eos>, then the vocabulary
+words from 4 on, most frequent first.
+
+Sequences: each example becomes <bos> w1 ... wn <eos>; inputs are all tokens
+but the last, targets all but the first, cut into windows of `seq_len` and
+padded with <pad>. Every word of an example is a target exactly once.
+
+Which targets count for loss, perplexity and accuracy: every target that is not
+<pad>. <eos> and <oov> targets count (predicting the end of an utterance, or
+that a rare word comes, is part of the task); <pad> never does.
+"""
+
+import collections
+from collections.abc import Iterable, Sequence
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+PAD, OOV, BOS, EOS = '<pad>', '<oov>', '<bos>', '<eos>'
+SPECIAL_TOKENS = (PAD, OOV, BOS, EOS)
+PAD_ID, OOV_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+_PUNCTUATION = r"([^\w\s'])"
+_TOKENIZE_BATCH = 1024
+
+
+def tokenize(texts: tf.Tensor) -> tf.RaggedTensor:
+  """Normalizes and splits strings into word tokens.
+
+  Args:
+    texts: tf.string tensor of shape [n].
+
+  Returns:
+    tf.string RaggedTensor of shape [n, (words)].
+  """
+  texts = tf_text.normalize_utf8(texts, 'NFKC')
+  texts = tf_text.case_fold_utf8(texts)
+  texts = tf.strings.regex_replace(texts, _PUNCTUATION, r' \1 ')
+  return tf_text.WhitespaceTokenizer().tokenize(texts)
+
+
+def iter_tokens(texts: Sequence[str]) -> Iterable[list[str]]:
+  """Yields the token list of each text, tokenized in batches by `tokenize`."""
+  for start in range(0, len(texts), _TOKENIZE_BATCH):
+    batch = tokenize(tf.constant(texts[start:start + _TOKENIZE_BATCH]))
+    for row in batch.to_list():
+      yield [token.decode('utf-8') for token in row]
+
+
+def build_vocabulary(texts: Sequence[str], size: int) -> list[str]:
+  """Returns the `size` most frequent words of `texts`.
+
+  Ties in frequency are broken by the word itself in code-point order, so the
+  vocabulary depends on the texts only, not on their order.
+  """
+  counts = collections.Counter()
+  for tokens in iter_tokens(texts):
+    counts.update(tokens)
+  for token in SPECIAL_TOKENS:
+    counts.pop(token, None)
+  ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+  return [word for word, _ in ranked[:size]]
+
+
+def oov_rate(texts: Sequence[str], vocabulary: Sequence[str]) -> float:
+  """Share of word tokens in `texts` that are not in `vocabulary`."""
+  known = set(vocabulary)
+  total = unknown = 0
+  for tokens in iter_tokens(texts):
+    total += len(tokens)
+    unknown += sum(token not in known for token in tokens)
+  return unknown / total if total else 0.0
+
+
+class TextEncoder:
+  """Turns datasets of {'text': string} examples into batched model inputs.
+
+  Attributes:
+    vocabulary: the words, without special tokens.
+    seq_len: length of every input and target window.
+    num_tokens: size of the output layer (vocabulary + special tokens).
+  """
+
+  def __init__(self, vocabulary: Sequence[str], seq_len: int):
+    if seq_len < 1:
+      raise ValueError(f'seq_len must be positive, got {seq_len}')
+    self.vocabulary = list(vocabulary)
+    self.seq_len = seq_len
+    self.num_tokens = len(SPECIAL_TOKENS) + len(self.vocabulary)
+
+  def _table(self) -> tf.lookup.StaticHashTable:
+    # Built inside the caller's graph so that it travels with the dataset.
+    keys = tf.constant(self.vocabulary, dtype=tf.string)
+    values = tf.range(len(SPECIAL_TOKENS), self.num_tokens, dtype=tf.int64)
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, values), default_value=OOV_ID)
+
+  def to_sequences(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Maps {'text': string} examples to {'x': [seq_len], 'y': [seq_len]} int32."""
+    table = self._table()
+    seq_len = self.seq_len
+
+    def windows(example):
+      words = tokenize(tf.reshape(example['text'], [1])).values
+      ids = tf.concat([[BOS_ID], table.lookup(words), [EOS_ID]], axis=0)
+      ids = tf.cast(ids, tf.int32)
+      inputs, targets = ids[:-1], ids[1:]
+      padding = (-tf.size(inputs)) % seq_len
+      inputs = tf.reshape(tf.pad(inputs, [[0, padding]]), [-1, seq_len])
+      targets = tf.reshape(tf.pad(targets, [[0, padding]]), [-1, seq_len])
+      return tf.data.Dataset.from_tensor_slices(
+          collections.OrderedDict(x=inputs, y=targets))
+
+    return dataset.flat_map(windows)
+
+  def batched(self, dataset: tf.data.Dataset, batch_size: int,
+              epochs: int = 1) -> tf.data.Dataset:
+    """Sequences, repeated `epochs` times, in batches of at most `batch_size`."""
+    return self.to_sequences(dataset).repeat(epochs).batch(batch_size)
