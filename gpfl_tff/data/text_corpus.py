@@ -4,7 +4,8 @@ Two input formats:
   * JSON Lines: one object per line, {"client_id": str, "group_id": str,
     "text": str}. A client may span many lines; its lines are its examples, in
     file order. Every line must have all three keys as non-empty strings, and a
-    client must keep one group.
+    client must keep one group. Client ids must not contain a single quote
+    (TFF's SQLite client data cannot query such an id).
   * A folder `<group>/<client>.txt`: the client id is `<group>/<client>`; its
     examples are its non-empty lines (paragraphs), in order.
 
@@ -32,8 +33,17 @@ def _paragraphs(text: str) -> list[str]:
   return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def _check_client_id(client_id: str, where: str) -> None:
+  # TFF's SqlClientData pastes client ids unescaped into an SQL string literal:
+  # a quote would be saved, then fail only when the client's data is read.
+  if "'" in client_id:
+    raise DataError(f'{where}: client id {client_id!r} contains a single quote,'
+                    " which TFF's SQLite client data cannot read")
+
+
 def _assign_group(client_to_group: Groups, client_id: str, group: str,
                   where: str) -> None:
+  _check_client_id(client_id, where)
   known = client_to_group.setdefault(client_id, group)
   if known != group:
     raise DataError(f'{where}: client {client_id!r} is listed under two groups '
@@ -123,6 +133,7 @@ def _from_files(files: dict[str, bytes], source: str,
     if not paragraphs:
       raise DataError(f'{where}: empty text')
     client_id = relative[:-len('.txt')]
+    _check_client_id(client_id, where)
     examples[client_id] = paragraphs
     client_to_group[client_id] = relative.split('/')[0]
   return examples, client_to_group

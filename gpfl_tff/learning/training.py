@@ -1,0 +1,111 @@
+"""Federated training rounds: the learning process of the global and group stages.
+
+Both stages use one `tff.learning.algorithms.build_weighted_fed_avg` process,
+built once: the group stage sets the process's model weights to its start
+weights for each group (`LearningProcess.set_model_weights`) instead of
+building or tracing anything again. The Python driver only chooses which
+clients take part in a round and hands over their datasets.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+
+SERVER_OPTIMIZERS = ('sgd', 'sgdm', 'adam', 'yogi')
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+  """Hyperparameters of a federated learning process.
+
+  server_optimizer: 'sgd' (FedAvg), 'sgdm' (FedAvgM, momentum
+  `server_momentum`), 'adam' (FedAdam) or 'yogi' (FedYogi).
+  """
+  clients_per_round: int = 10
+  client_epochs: int = 1
+  client_learning_rate: float = 0.5
+  server_optimizer: str = 'sgd'
+  server_learning_rate: float = 1.0
+  server_momentum: float = 0.9
+  batch_size: int = 16
+
+  def __post_init__(self):
+    if self.server_optimizer not in SERVER_OPTIMIZERS:
+      raise ValueError(f'unknown server optimizer {self.server_optimizer!r} '
+                       f'(choose from {", ".join(SERVER_OPTIMIZERS)})')
+    for name in ('clients_per_round', 'client_epochs', 'batch_size'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'{name} must be at least 1')
+
+
+def server_optimizer(config: TrainingConfig) -> tff.learning.optimizers.Optimizer:
+  lr = config.server_learning_rate
+  if config.server_optimizer == 'sgd':
+    return tff.learning.optimizers.build_sgdm(learning_rate=lr)
+  if config.server_optimizer == 'sgdm':
+    return tff.learning.optimizers.build_sgdm(
+        learning_rate=lr, momentum=config.server_momentum)
+  if config.server_optimizer == 'adam':
+    return tff.learning.optimizers.build_adam(learning_rate=lr)
+  return tff.learning.optimizers.build_yogi(learning_rate=lr)
+
+
+def build_process(model_fn, config: TrainingConfig
+                 ) -> tff.learning.templates.LearningProcess:
+  """Weighted FedAvg with the client and server optimizers of `config`."""
+  return tff.learning.algorithms.build_weighted_fed_avg(
+      model_fn,
+      client_optimizer_fn=tff.learning.optimizers.build_sgdm(
+          learning_rate=config.client_learning_rate),
+      server_optimizer_fn=server_optimizer(config))
+
+
+def start_state(process, weights=None):
+  """A fresh process state (server optimizer reset), holding `weights` if given."""
+  state = process.initialize()
+  if weights is not None:
+    state = process.set_model_weights(state, weights)
+  return state
+
+
+def sample_clients(rng: np.random.Generator, client_ids: Sequence[str],
+                   count: int) -> list[str]:
+  """`count` distinct clients (all of them if fewer), in sorted order."""
+  count = min(count, len(client_ids))
+  chosen = rng.choice(len(client_ids), size=count, replace=False)
+  return [client_ids[i] for i in sorted(chosen)]
+
+
+def train_perplexity(metrics) -> float:
+  """Training perplexity of one round, from the summed token metrics."""
+  train = metrics['client_work']['train']
+  return float(np.exp(train['loss_sum'] / max(train['token_count'], 1.0)))
+
+
+def run_rounds(process, state, client_ids: Sequence[str],
+               dataset_fn: Callable[[str], tf.data.Dataset], rounds: int,
+               clients_per_round: int, rng: np.random.Generator,
+               on_round: Callable[[dict], None] | None = None):
+  """Runs `rounds` rounds over clients sampled from `client_ids`.
+
+  Returns:
+    (state, history): the final state and one dict per round with `round`,
+    `clients`, `train_perplexity` and `seconds`.
+  """
+  history = []
+  for round_num in range(1, rounds + 1):
+    start = time.time()
+    clients = sample_clients(rng, client_ids, clients_per_round)
+    output = process.next(state, [dataset_fn(c) for c in clients])
+    state = output.state
+    record = {'round': round_num, 'clients': len(clients),
+              'train_perplexity': train_perplexity(output.metrics),
+              'seconds': time.time() - start}
+    history.append(record)
+    if on_round is not None:
+      on_round(record)
+  return state, history

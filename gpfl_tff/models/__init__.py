@@ -1,0 +1,1 @@
+"""Keras language models wrapped for TFF, with metrics that are sums."""

@@ -1,0 +1,72 @@
+"""Next-word metrics as sums, so that they add up exactly across clients.
+
+Counted tokens are the targets that are not padding (id 0); see
+`gpfl_tff.data.text` for the rule. Perplexity = exp(loss_sum / token_count)
+and accuracy = correct_count / token_count are formed only after summing.
+"""
+
+import collections
+
+import tensorflow as tf
+
+from gpfl_tff.data import text
+
+SUM_NAMES = ('loss_sum', 'token_count', 'correct_count')
+
+
+def token_sums(targets: tf.Tensor, logits: tf.Tensor) -> collections.OrderedDict:
+  """Sums over the counted tokens of one batch.
+
+  Args:
+    targets: int32 [batch, time] next-token ids, 0 = padding.
+    logits: float32 [batch, time, num_tokens].
+
+  Returns:
+    OrderedDict of float32 scalars loss_sum (natural log), token_count and
+    correct_count.
+  """
+  mask = tf.cast(tf.not_equal(targets, text.PAD_ID), tf.float32)
+  losses = tf.keras.losses.sparse_categorical_crossentropy(
+      targets, logits, from_logits=True)
+  predicted = tf.cast(tf.argmax(logits, axis=-1), targets.dtype)
+  correct = tf.cast(tf.equal(predicted, targets), tf.float32) * mask
+  return collections.OrderedDict(
+      loss_sum=tf.reduce_sum(losses * mask),
+      token_count=tf.reduce_sum(mask),
+      correct_count=tf.reduce_sum(correct))
+
+
+class MaskedCrossEntropy(tf.keras.losses.Loss):
+  """Mean cross-entropy over the counted tokens of a batch (training loss)."""
+
+  def __init__(self, name='masked_cross_entropy'):
+    super().__init__(reduction=tf.keras.losses.Reduction.SUM, name=name)
+
+  def call(self, y_true, y_pred):
+    sums = token_sums(y_true, y_pred)
+    return sums['loss_sum'] / tf.maximum(sums['token_count'], 1.0)
+
+
+class TokenSum(tf.keras.metrics.Metric):
+  """One of the sums of `token_sums`, accumulated; `result()` is the sum."""
+
+  def __init__(self, key: str, name: str | None = None, dtype=tf.float32):
+    if key not in SUM_NAMES:
+      raise ValueError(f'unknown sum {key!r}; expected one of {SUM_NAMES}')
+    super().__init__(name=name or key, dtype=dtype)
+    self.key = key
+    self.total = self.add_weight('total', initializer='zeros', dtype=dtype)
+
+  def update_state(self, y_true, y_pred, sample_weight=None):
+    del sample_weight  # Padding is masked by the target id instead.
+    return self.total.assign_add(token_sums(y_true, y_pred)[self.key])
+
+  def result(self):
+    return self.total
+
+  def get_config(self):
+    return {'key': self.key, 'name': self.name, 'dtype': self.dtype}
+
+
+def sum_metrics() -> list[TokenSum]:
+  return [TokenSum(key) for key in SUM_NAMES]
