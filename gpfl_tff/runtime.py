@@ -40,20 +40,26 @@ def worker_pids() -> list[int]:
   pids = []
   for pid in _children(os.getpid()):
     try:
-      with open(f'/proc/{pid}/cmdline', 'rb') as f:
-        if _WORKER.encode() in f.read():
-          pids.append(pid)
+      with open(f'/proc/{pid}/stat', 'rb') as f:
+        stat = f.read().decode(errors='replace')
     except OSError:
       continue
+    # Exited (zombie, state Z) workers are already ended.
+    if f'({_WORKER})' in stat and stat[stat.rfind(')') + 2] != 'Z':
+      pids.append(pid)
   return pids
 
 
 def stop_workers() -> None:
-  """Ends this process's TFF workers and waits for them."""
+  """Ends this process's TFF workers and waits until they have exited.
+
+  The exited workers are left for TFF to reap (WNOWAIT): TFF's own clean-up
+  signals and waits on its worker later, which must still find it.
+  """
   for pid in worker_pids():
     try:
       os.kill(pid, signal.SIGKILL)
-      os.waitpid(pid, 0)
+      os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
     except (ProcessLookupError, ChildProcessError):
       pass
 

@@ -155,9 +155,13 @@ def load_tff_sqlite(cache_dir: str
   path = os.path.join(cache_dir, 'shakespeare.sqlite')
   if not os.path.isfile(path):
     raise DataError(f'{path}: not found')
-  train, test = tff.simulation.datasets.shakespeare.load_data(
-      cache_dir=cache_dir)
-  train_ids, test_ids = set(train.client_ids), set(test.client_ids)
+  try:
+    train, test = tff.simulation.datasets.shakespeare.load_data(
+        cache_dir=cache_dir)
+    train_ids, test_ids = set(train.client_ids), set(test.client_ids)
+  except Exception as e:  # sqlite3 and TFF raise many types for a bad file.
+    raise DataError(f'{path}: not a readable TFF Shakespeare database '
+                    f'({type(e).__name__}: {e})') from None
   examples = {}
   for client_id in sorted(train_ids | test_ids):
     snippets = []

@@ -91,21 +91,26 @@ def build_local_stage(model_fn) -> LocalStage:
       best_weights = tf.nest.map_structure(tf.identity, trainable)
       best_loss = _mean_loss(_dataset_sums(model, validation_data))
 
-      for _ in tf.range(epochs):
-        for batch in train_data:
-          with tf.GradientTape() as tape:
-            loss = model.forward_pass(batch, training=True).loss
-          # Dense, statically shaped gradients (the embedding's arrive as
-          # IndexedSlices) so that they match the weights' structure.
-          grads = tuple(
-              tf.reshape(tf.convert_to_tensor(g), v.shape)
-              for g, v in zip(tape.gradient(loss, trainable), trainable))
-          state, updated = optimizer.next(state, trainable, grads)
-          _assign(trainable, updated)
-        loss = _mean_loss(_dataset_sums(model, validation_data))
-        if loss < best_loss:
-          best_loss = loss
-          best_weights = tf.nest.map_structure(tf.identity, trainable)
+      # One pass over the repeated data (a dataset loop nested in a loop over
+      # epochs costs far more per epoch in TF); validate at epoch ends.
+      steps_per_epoch = train_data.reduce(0, lambda count, _: count + 1)
+      step = 0
+      for batch in train_data.repeat(tf.cast(epochs, tf.int64)):
+        with tf.GradientTape() as tape:
+          loss = model.forward_pass(batch, training=True).loss
+        # Dense, statically shaped gradients (the embedding's arrive as
+        # IndexedSlices) so that they match the weights' structure.
+        grads = tuple(
+            tf.reshape(tf.convert_to_tensor(g), v.shape)
+            for g, v in zip(tape.gradient(loss, trainable), trainable))
+        state, updated = optimizer.next(state, trainable, grads)
+        _assign(trainable, updated)
+        step += 1
+        if step % steps_per_epoch == 0:
+          loss = _mean_loss(_dataset_sums(model, validation_data))
+          if loss < best_loss:
+            best_loss = loss
+            best_weights = tf.nest.map_structure(tf.identity, trainable)
       return tff.learning.models.ModelWeights(
           trainable=list(best_weights),
           non_trainable=tf.nest.map_structure(tf.identity,

@@ -11,7 +11,32 @@ import tensorflow as tf
 
 from gpfl_tff.data import text
 
-SUM_NAMES = ('loss_sum', 'token_count', 'correct_count')
+
+
+def _mask(targets):
+  return tf.cast(tf.not_equal(targets, text.PAD_ID), tf.float32)
+
+
+def _loss_sum(targets, logits):
+  losses = tf.keras.losses.sparse_categorical_crossentropy(
+      targets, logits, from_logits=True)
+  return tf.reduce_sum(losses * _mask(targets))
+
+
+def _token_count(targets, logits):
+  del logits
+  return tf.reduce_sum(_mask(targets))
+
+
+def _correct_count(targets, logits):
+  predicted = tf.cast(tf.argmax(logits, axis=-1), targets.dtype)
+  return tf.reduce_sum(
+      tf.cast(tf.equal(predicted, targets), tf.float32) * _mask(targets))
+
+
+_SUM_FNS = collections.OrderedDict(
+    loss_sum=_loss_sum, token_count=_token_count, correct_count=_correct_count)
+SUM_NAMES = tuple(_SUM_FNS)
 
 
 def token_sums(targets: tf.Tensor, logits: tf.Tensor) -> collections.OrderedDict:
@@ -25,15 +50,8 @@ def token_sums(targets: tf.Tensor, logits: tf.Tensor) -> collections.OrderedDict
     OrderedDict of float32 scalars loss_sum (natural log), token_count and
     correct_count.
   """
-  mask = tf.cast(tf.not_equal(targets, text.PAD_ID), tf.float32)
-  losses = tf.keras.losses.sparse_categorical_crossentropy(
-      targets, logits, from_logits=True)
-  predicted = tf.cast(tf.argmax(logits, axis=-1), targets.dtype)
-  correct = tf.cast(tf.equal(predicted, targets), tf.float32) * mask
   return collections.OrderedDict(
-      loss_sum=tf.reduce_sum(losses * mask),
-      token_count=tf.reduce_sum(mask),
-      correct_count=tf.reduce_sum(correct))
+      (name, fn(targets, logits)) for name, fn in _SUM_FNS.items())
 
 
 class MaskedCrossEntropy(tf.keras.losses.Loss):
@@ -43,8 +61,8 @@ class MaskedCrossEntropy(tf.keras.losses.Loss):
     super().__init__(reduction=tf.keras.losses.Reduction.SUM, name=name)
 
   def call(self, y_true, y_pred):
-    sums = token_sums(y_true, y_pred)
-    return sums['loss_sum'] / tf.maximum(sums['token_count'], 1.0)
+    return _loss_sum(y_true, y_pred) / tf.maximum(
+        _token_count(y_true, y_pred), 1.0)
 
 
 class TokenSum(tf.keras.metrics.Metric):
@@ -59,7 +77,8 @@ class TokenSum(tf.keras.metrics.Metric):
 
   def update_state(self, y_true, y_pred, sample_weight=None):
     del sample_weight  # Padding is masked by the target id instead.
-    return self.total.assign_add(token_sums(y_true, y_pred)[self.key])
+    # Only this metric's own sum: the three are updated on every batch.
+    return self.total.assign_add(_SUM_FNS[self.key](y_true, y_pred))
 
   def result(self):
     return self.total

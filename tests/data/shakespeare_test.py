@@ -238,6 +238,14 @@ class TffShakespeareTest(tf.test.TestCase):
     with self.assertRaisesRegex(DataError, 'shakespeare.sqlite: not found'):
       shakespeare.load_tff_sqlite(cache_dir)
 
+  def test_corrupt_sqlite(self):
+    cache_dir = self.create_tempdir()
+    cache_dir.create_file('shakespeare.sqlite', b'not sqlite ' * 100,
+                          mode='wb')
+    with self.assertRaisesRegex(
+        DataError, 'shakespeare.sqlite: not a readable TFF Shakespeare'):
+      shakespeare.load_tff_sqlite(cache_dir.full_path)
+
 
 if __name__ == '__main__':
   tf.test.main()

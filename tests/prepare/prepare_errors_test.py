@@ -99,13 +99,14 @@ class PrepareErrorsTest(tf.test.TestCase):
         r"groups \('g' and 'h'\)$")
 
   def test_group_without_eligible_client(self):
+    # big: 5 x 4 = 20 words; small: 5 x 2 = 10 words, below the minimum.
     lines = [{'client_id': c, 'group_id': g, 'text': f'{words} words'}
              for c, g, words in (('big', 'large', 'many many many'),
                                  ('small', 'tiny', 'few'))
              for _ in range(5)]
     path = self._jsonl(*lines)
     self.assert_fails(
-        self._corpus_flags(path) + ['--min_words_per_client=10'],
+        self._corpus_flags(path) + ['--min_words_per_client=15'],
         f"^error: {re.escape(path)}: group 'tiny' has no eligible client")
 
   def test_unknown_dataset(self):
