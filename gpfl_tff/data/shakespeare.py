@@ -13,8 +13,9 @@ Parsing rules:
   * Stage directions are dropped: whole lines in `_underscores_` (entries,
     exits, `_[Aside]_`), and such spans inside a line. A span may run over
     several lines, and its markers may be doubled (`__\\[Awaking]_`) or be
-    asterisks (`*Exit.*`, as in edward-iii). Text after a stage direction but
-    before the next heading still belongs to the current speech.
+    asterisks (`*Exit.*`, as in edward-iii); a bracketed aside may lack its
+    opening marker (`[Within]_`). Text after a stage direction but before the
+    next heading still belongs to the current speech.
   * Act and scene headings (`#...`) end the current speech; text before the
     first speech heading of a scene belongs to nobody and is dropped.
   * One example = one speech: its lines joined by single spaces.
@@ -75,7 +76,7 @@ def parse_play(markdown: str) -> list[tuple[str, str]]:
 
 
 def _drop_stage_directions(line: str, in_stage: bool) -> tuple[str, bool]:
-  """Removes stage directions from `line`; returns (text, inside one after it)."""
+  """Drops stage directions from `line`; returns (text, still inside one)."""
   if in_stage:
     close = _STAGE_MARK.search(line)
     if not close:

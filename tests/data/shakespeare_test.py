@@ -32,6 +32,10 @@ Yet I still speak.
 **CLOWN**  
 _\[Aside]_ Aside words _Sings_ and sung words.
 
+**PAGE**  
+[Within]_  
+Who's there?
+
 **All**  
 We speak at once.
 
@@ -103,6 +107,7 @@ class ParsePlayTest(tf.test.TestCase):
         ('HAMLET', 'To be, or not to be: that is the question.'),
         ('CLOWN', 'I am a clown. Yet I still speak.'),
         ('CLOWN', 'Aside words and sung words.'),
+        ('PAGE', "Who's there?"),
         ('ALL', 'We speak at once.'),
         ('ALL', 'We two.'),
         ('ALL', 'Joint with and.'),
@@ -124,6 +129,7 @@ class ParsePlayTest(tf.test.TestCase):
   def test_stage_directions_and_prose_outside_speeches_are_dropped(self):
     all_text = ' '.join(speech for _, speech in _speeches())
     for dropped in ('Enter', 'Exit', 'Exeunt', 'Aside]', 'Sings', 'Awaking',
+                    'Within',
                     'OBERON', 'hers', 'Artois', 'Beneath', 'nobody', '_', '*',
                     '[', '\\', 'Test Play'):
       self.assertNotIn(dropped, all_text)

@@ -150,22 +150,28 @@ class TextEncoderTest(tf.test.TestCase):
     self.assertEqual(spec['x'], tf.TensorSpec([3], tf.int32))
     self.assertEqual(spec['y'], tf.TensorSpec([3], tf.int32))
 
-  def test_encode_returns_all_windows_as_arrays(self):
-    dataset = tf.data.Dataset.from_tensor_slices(
-        {'text': ['the cat sat on the mat', 'cat']})
-    arrays = self.encoder.encode(dataset)
-    self.assertEqual(arrays['x'].dtype, np.int32)
-    self.assertAllEqual(arrays['x'], [[2, 4, 5], [6, 1, 4], [1, 0, 0],
-                                      [2, 5, 0]])
-    self.assertAllEqual(arrays['y'], [[4, 5, 6], [1, 4, 1], [3, 0, 0],
-                                      [5, 3, 0]])
+  def test_encode_returns_windows_per_key(self):
+    arrays = self.encoder.encode({'a': ['the cat sat on the mat', 'cat'],
+                                  'b': ['sat'], 'none': []})
+    self.assertCountEqual(arrays, ['a', 'b', 'none'])
+    self.assertEqual(arrays['a']['x'].dtype, np.int32)
+    self.assertAllEqual(arrays['a']['x'], [[2, 4, 5], [6, 1, 4], [1, 0, 0],
+                                           [2, 5, 0]])
+    self.assertAllEqual(arrays['a']['y'], [[4, 5, 6], [1, 4, 1], [3, 0, 0],
+                                           [5, 3, 0]])
+    self.assertAllEqual(arrays['b']['x'], [[2, 6, 0]])
+    self.assertAllEqual(arrays['b']['y'], [[6, 3, 0]])
+    self.assertEqual(arrays['none']['x'].shape, (0, 3))
+    self.assertEqual(arrays['none']['y'].shape, (0, 3))
 
-  def test_encode_empty_dataset(self):
-    dataset = tf.data.Dataset.from_tensor_slices(
-        {'text': tf.constant([], tf.string)})
-    arrays = self.encoder.encode(dataset)
-    self.assertEqual(arrays['x'].shape, (0, 3))
-    self.assertEqual(arrays['y'].shape, (0, 3))
+  def test_encode_matches_to_sequences(self):
+    texts = ['Sir! I\'ll go, thee cat.', 'the the the the', 'x', 'Café sat']
+    for seq_len in (1, 2, 4, 7):
+      encoder = text.TextEncoder(['the', 'cat', 'sat', 'café', 'go'], seq_len)
+      xs, ys = _windows(encoder, texts)
+      arrays = encoder.encode({'k': texts})['k']
+      self.assertAllEqual(arrays['x'], xs)
+      self.assertAllEqual(arrays['y'], ys)
 
   def test_works_inside_tf_function(self):
     encoder = self.encoder
