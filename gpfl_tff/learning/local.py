@@ -1,6 +1,6 @@
 """Local stage: fine-tune given weights on one client, and evaluate as sums.
 
-`build_local_stage` returns three TFF computations:
+`build_local_stage` returns four TFF computations:
   personalize  (TF)  weights, train data, validation data, epochs, learning
                      rate -> the weights after the epoch (0..epochs) with the
                      lowest validation loss; epoch 0 is the input, so
@@ -8,6 +8,7 @@
                      never makes the validation loss worse.
   evaluate     (TF)  weights, data -> OrderedDict(loss_sum, token_count,
                      correct_count) over the counted tokens.
+  evaluate_clients  (federated)  weights@SERVER, data@CLIENTS -> sums@CLIENTS.
   run          (federated)  weights@SERVER, train, validation and test data
                      @CLIENTS, epochs and learning rate @SERVER ->
                      (sums before, sums after fine-tuning)@CLIENTS.
@@ -52,6 +53,7 @@ def _mean_loss(sums):
 class LocalStage:
   personalize: tff.Computation
   evaluate: tff.Computation
+  evaluate_clients: tff.Computation
   run: tff.Computation
 
 
@@ -106,7 +108,9 @@ def build_local_stage(model_fn) -> LocalStage:
         state, updated = optimizer.next(state, trainable, grads)
         _assign(trainable, updated)
         step += 1
-        if step % steps_per_epoch == 0:
+        # tf.equal, not ==: TFF traces in a tf.Graph, where Tensor.__eq__
+        # compares identity, so `==` would be a constant False.
+        if tf.equal(step % steps_per_epoch, 0):
           loss = _mean_loss(_dataset_sums(model, validation_data))
           if loss < best_loss:
             best_loss = loss
@@ -137,4 +141,11 @@ def build_local_stage(model_fn) -> LocalStage:
     after = tff.federated_map(evaluate, (tuned, test_data))
     return before, after
 
-  return LocalStage(personalize=personalize, evaluate=evaluate, run=run)
+  @tff.federated_computation(tff.FederatedType(weights_type, tff.SERVER),
+                             tff.FederatedType(data_type, tff.CLIENTS))
+  def evaluate_clients(weights, data):
+    return tff.federated_map(evaluate,
+                             (tff.federated_broadcast(weights), data))
+
+  return LocalStage(personalize=personalize, evaluate=evaluate,
+                    evaluate_clients=evaluate_clients, run=run)

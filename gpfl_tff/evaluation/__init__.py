@@ -1,0 +1,1 @@
+"""Exact metrics from per-client sums, and the files an experiment writes."""

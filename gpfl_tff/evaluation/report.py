@@ -1,0 +1,143 @@
+"""Writes an experiment's outputs: results.json, clients.csv, summary.md,
+TensorBoard training curves and a figure of per-client perplexity.
+"""
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from gpfl_tff.evaluation import summary
+
+
+def methods_table(results: dict) -> str:
+  """The methods as a markdown table (lower perplexity is better)."""
+  split = results['eval_split']
+  lines = [
+      f'| method | {split} perplexity | accuracy | client ppl median | '
+      'p10 | p90 | max | share better than fl |',
+      '|---|---|---|---|---|---|---|---|',
+  ]
+  for name, report in results['methods'].items():
+    r = report[split]
+    dist = r['client_perplexity']
+    share = r['share_better_than_fl']
+    lines.append(
+        f"| {name} | {r['perplexity']:.2f} | {r['accuracy']:.4f} | "
+        f"{dist['median']:.2f} | {dist['p10']:.2f} | {dist['p90']:.2f} | "
+        f"{dist['max']:.2f} | "
+        f"{'-' if share is None else f'{share:.3f}'} |")
+  return '\n'.join(lines)
+
+
+def summary_markdown(results: dict) -> str:
+  split = results['eval_split']
+  data = results['dataset']
+  parts = [
+      f"# Methods on {data['config']['dataset']} grouped by "
+      f"{data['config']['group_by']}",
+      '',
+      f"{data['num_clients']} clients in {data['num_groups']} groups; "
+      f'metrics on each client\'s {split} split, token-weighted.',
+      '',
+      methods_table(results),
+  ]
+  if results['groups_kept_start']:
+    parts += ['', 'Groups with too few clients kept their start weights: '
+              + ', '.join(results['groups_kept_start'])]
+  parts += ['', '## Perplexity by quartile of client training data', '',
+            '| method | ' + ' | '.join(
+                f'Q{q}' for q in range(1, 5)) + ' |',
+            '|---|---|---|---|---|']
+  for name, report in results['methods'].items():
+    cells = [f"{row['perplexity']:.2f}"
+             for row in report[split]['by_train_size_quartile']]
+    parts.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(parts) + '\n'
+
+
+def write_clients_csv(path: str, client_sums: dict,
+                      client_to_group: dict, train_tokens: dict) -> None:
+  with open(path, 'w', newline='', encoding='utf-8') as f:
+    writer = csv.writer(f)
+    writer.writerow(['method', 'client_id', 'group', 'train_tokens',
+                     'loss_sum', 'token_count', 'correct_count',
+                     'perplexity'])
+    for method, sums_by_client in client_sums.items():
+      for client_id in sorted(sums_by_client):
+        s = sums_by_client[client_id]
+        writer.writerow([method, client_id, client_to_group[client_id],
+                         train_tokens[client_id], f"{s['loss_sum']:.6f}",
+                         int(s['token_count']), int(s['correct_count']),
+                         f'{summary.perplexity(s):.6f}'])
+
+
+def write_tensorboard(directory: str, history: dict) -> None:
+  """One run per stage (and group), scalar train_perplexity by round."""
+  for stage, records in history.items():
+    writer = tf.summary.create_file_writer(
+        os.path.join(directory, stage.replace('/', '_')))
+    with writer.as_default():
+      for record in records:
+        tf.summary.scalar('train_perplexity', record['train_perplexity'],
+                          step=record['round'])
+    writer.close()
+
+
+def write_figure(path: str, client_sums: dict, train_tokens: dict) -> None:
+  """Per-client perplexity per method, and groupperfl's gain over perfl."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  methods = list(client_sums)
+  has_gain = 'groupperfl' in client_sums and 'perfl' in client_sums
+  fig, axes = plt.subplots(1, 2 if has_gain else 1,
+                           figsize=(13 if has_gain else 7, 4.5),
+                           squeeze=False)
+  ax = axes[0][0]
+  values = [[math.log(summary.perplexity(s)) for s in client_sums[m].values()]
+            for m in methods]
+  ax.boxplot(values, labels=methods, showfliers=False)
+  ax.set_ylabel('log perplexity per client')
+  ax.set_title('Per-client test perplexity')
+  ax.tick_params(axis='x', rotation=30)
+  if has_gain:
+    ax = axes[0][1]
+    clients = sorted(client_sums['perfl'])
+    sizes = np.array([train_tokens[c] for c in clients])
+    gain = np.array([
+        math.log(summary.perplexity(client_sums['perfl'][c])) -
+        math.log(summary.perplexity(client_sums['groupperfl'][c]))
+        for c in clients])
+    ax.scatter(sizes, gain, s=8, alpha=0.5)
+    ax.axhline(0.0, color='black', linewidth=0.8)
+    ax.set_xscale('log')
+    ax.set_xlabel('client training tokens')
+    ax.set_ylabel('log ppl(perfl) - log ppl(groupperfl)')
+    ax.set_title('Gain of groupperfl over perfl (above 0: groupperfl better)')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write_all(output_dir: str, results: dict, client_sums: dict,
+              client_to_group: dict, train_tokens: dict,
+              history: dict) -> None:
+  """Writes every output file into `output_dir` (created if needed)."""
+  os.makedirs(output_dir, exist_ok=True)
+  with open(os.path.join(output_dir, 'results.json'), 'w',
+            encoding='utf-8') as f:
+    json.dump(results, f, indent=2, sort_keys=True)
+    f.write('\n')
+  write_clients_csv(os.path.join(output_dir, 'clients.csv'), client_sums,
+                    client_to_group, train_tokens)
+  with open(os.path.join(output_dir, 'summary.md'), 'w',
+            encoding='utf-8') as f:
+    f.write(summary_markdown(results))
+  write_tensorboard(os.path.join(output_dir, 'tensorboard'), history)
+  write_figure(os.path.join(output_dir, 'client_perplexity.png'),
+               client_sums, train_tokens)

@@ -1,0 +1,81 @@
+"""One comparison of methods on one grouped dataset: build once, run the stage tree.
+
+`run` knows nothing of flags or files: it takes configurations and returns the
+results; `gpfl_tff.evaluation.report` writes them.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+from gpfl_tff.data import batches as batches_lib
+from gpfl_tff.data import client_data
+from gpfl_tff.data import text
+from gpfl_tff.evaluation import summary
+from gpfl_tff.learning import local
+from gpfl_tff.learning import methods as methods_lib
+from gpfl_tff.learning import training
+from gpfl_tff.models import language_model
+
+
+@dataclasses.dataclass
+class Outcome:
+  """What `run` returns.
+
+  results: the JSON-ready report (see `gpfl_tff.evaluation.report`).
+  client_sums: method -> client id -> evaluation sums.
+  train_tokens: evaluated client id -> counted tokens of its train split.
+  tree: the stage tree (histories, stage runs, timings).
+  """
+  results: dict
+  client_sums: dict
+  train_tokens: dict
+  tree: methods_lib.StageTree
+
+
+def run(data: client_data.GroupedClientData, preset: language_model.Preset,
+        training_config: training.TrainingConfig,
+        stage_config: methods_lib.StageConfig, methods: Sequence[str],
+        on_progress: Callable[[str, int, int], None] | None = None
+       ) -> Outcome:
+  """Trains the stages the `methods` need and evaluates every client."""
+  methods = methods_lib.check_methods(methods)
+  start = time.time()
+  encoder = text.TextEncoder(data.vocabulary, preset.seq_len)
+  model_fn = language_model.build_model_fn(preset, encoder.num_tokens,
+                                           seed=stage_config.seed)
+  client_batches = batches_lib.ClientBatches(data, encoder,
+                                             training_config.batch_size)
+  process = training.build_process(model_fn, training_config)
+  tree = methods_lib.StageTree(
+      process, local.build_local_stage(model_fn), client_batches,
+      language_model.initial_weights(model_fn), training_config, stage_config,
+      on_progress)
+  build_seconds = time.time() - start
+
+  client_sums = {m: tree.evaluate(m) for m in methods}
+  train_tokens = {c: client_batches.token_count('train', c)
+                  for clients in tree.eval_clients.values() for c in clients}
+  reference = None
+  if 'fl' in client_sums:
+    reference = {c: summary.perplexity(s) for c, s in client_sums['fl'].items()}
+  reports = {
+      m: {stage_config.eval_split: summary.summarize(
+          sums, data.client_to_group, train_tokens, reference),
+          'stages': tree.stages_of(m)}
+      for m, sums in client_sums.items()}
+  results = {
+      'methods': reports,
+      'eval_split': stage_config.eval_split,
+      'groups_kept_start': sorted(tree.groups_kept_start),
+      'evaluated_clients': len(train_tokens),
+      'stage_runs': dict(tree.stage_runs),
+      'seconds': {'build': build_seconds, **tree.seconds,
+                  'total': time.time() - start},
+      'model': dataclasses.asdict(preset),
+      'training': dataclasses.asdict(training_config),
+      'stages': dataclasses.asdict(stage_config),
+      'dataset': data.stats,
+  }
+  return Outcome(results=results, client_sums=client_sums,
+                 train_tokens=train_tokens, tree=tree)

@@ -1,0 +1,1 @@
+"""Federated stages: training rounds, local fine-tuning, the methods compared."""
