@@ -35,11 +35,19 @@ MAX_CLIENTS = flags.DEFINE_integer(
     'max_clients', 0, 'stackoverflow: read at most this many clients (0: all).')
 
 
-def config() -> datasets.DatasetConfig:
-  """The dataset configuration given by the flags, checked."""
+def config(default_vocab_size: int | None = None) -> datasets.DatasetConfig:
+  """The dataset configuration given by the flags, checked.
+
+  Args:
+    default_vocab_size: used instead of --vocab_size's default when the flag
+      is not given (a model preset's own vocabulary size).
+  """
+  vocab_size = VOCAB_SIZE.value
+  if default_vocab_size is not None and not VOCAB_SIZE.present:
+    vocab_size = default_vocab_size
   return datasets.DatasetConfig(
       dataset=DATASET.value, group_by=GROUP_BY.value, input=INPUT.value,
-      vocab_size=VOCAB_SIZE.value, min_words_per_client=MIN_WORDS.value,
+      vocab_size=vocab_size, min_words_per_client=MIN_WORDS.value,
       top_tags=TOP_TAGS.value, max_clients=MAX_CLIENTS.value).resolved()
 
 
