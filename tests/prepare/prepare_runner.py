@@ -1,4 +1,5 @@
-"""Runs the data/prepare.py binary in a subprocess, as a user would."""
+"""Runs the project's binaries (data/, experiments/) in a subprocess, as a user
+would: `run_prepare` for data/prepare.py, `run_module` for any other."""
 
 import dataclasses
 import os
@@ -29,16 +30,30 @@ class Result:
     return [line for line in self.stderr.splitlines() if line.strip()]
 
 
-def run_prepare(*flags: str, timeout: float = 120) -> Result:
-  """`python -m data.prepare FLAGS` from the repository root.
+def run_module(module: str, *flags: str, timeout: float = 120,
+               env: dict[str, str] | None = None) -> Result:
+  """`python -m MODULE FLAGS` from the repository root.
 
   TF_CPP_MIN_LOG_LEVEL is removed from the environment so that the test sees
   what a user sees: the binary must quiet TensorFlow's C++ logs itself.
+
+  Args:
+    module: e.g. 'data.prepare'.
+    *flags: the binary's arguments.
+    timeout: seconds before the run is killed (and the test fails).
+    env: variables added to the test's environment.
   """
-  env = dict(os.environ)
-  env.pop('TF_CPP_MIN_LOG_LEVEL', None)
-  env.pop('GPFL_CACHE_DIR', None)
+  run_env = dict(os.environ)
+  run_env.pop('TF_CPP_MIN_LOG_LEVEL', None)
+  run_env.pop('GPFL_CACHE_DIR', None)
+  run_env.update(env or {})
   completed = subprocess.run(
-      [sys.executable, '-m', 'data.prepare', *flags], cwd=repo_root(),
-      env=env, capture_output=True, text=True, timeout=timeout, check=False)
+      [sys.executable, '-m', module, *flags], cwd=repo_root(),
+      env=run_env, capture_output=True, text=True, timeout=timeout,
+      check=False)
   return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+def run_prepare(*flags: str, timeout: float = 120) -> Result:
+  """`python -m data.prepare FLAGS` from the repository root (`run_module`)."""
+  return run_module('data.prepare', *flags, timeout=timeout)

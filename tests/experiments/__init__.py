@@ -1,0 +1,1 @@
+"""Tests of the experiment binaries, run as subprocesses."""

@@ -1,0 +1,118 @@
+"""End-to-end test of the stage tree on a prepared grouped dataset.
+
+One `experiment.run` (in `setUpClass`) over four groups with disjoint
+vocabularies (see `synthetic`): a, b and c have enough clients to train a
+group model; d has one client, below `min_group_clients`. Fine-tuning is off
+(finetune_epochs=0), so every personalized method must equal its base.
+"""
+
+import tempfile
+from unittest import mock
+
+from absl.testing import absltest
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from gpfl_tff import experiment
+from gpfl_tff import runtime
+from gpfl_tff.learning import methods
+from gpfl_tff.learning import training
+from tests.learning import synthetic
+
+_CLIENTS_PER_GROUP = {'a': 3, 'b': 3, 'c': 2, 'd': 1}
+_METHODS = ['fl', 'perfl', 'groupfl', 'groupperfl']
+
+
+class StageTreeTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    directory = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    cls.data = synthetic.prepare_grouped(directory, _CLIENTS_PER_GROUP)
+    training_config = training.TrainingConfig(
+        clients_per_round=3, client_epochs=2, client_learning_rate=0.5,
+        batch_size=4)
+    cls.stage_config = methods.StageConfig(
+        global_rounds=3, group_rounds=3, finetune_epochs=0,
+        min_group_clients=2, seed=0)
+    with mock.patch.object(
+        training, 'build_process',
+        wraps=training.build_process) as build_process, mock.patch.object(
+            tff.learning.algorithms, 'build_weighted_fed_avg',
+            wraps=tff.learning.algorithms.build_weighted_fed_avg
+        ) as build_fed_avg, runtime.local_runtime():
+      cls.outcome = experiment.run(cls.data, synthetic.TINY, training_config,
+                                   cls.stage_config, _METHODS)
+      cls.tree = cls.outcome.tree
+      # Asked again: served from the tree, nothing runs.
+      cls.again = {m: cls.tree.evaluate(m) for m in _METHODS}
+      cls.global_weights = cls.tree.weights('global')
+      cls.group_weights = cls.tree.group_weights('group')
+    cls.build_process_calls = build_process.call_count
+    cls.build_fed_avg_calls = build_fed_avg.call_count
+
+  def _per_group(self, method):
+    report = self.outcome.results['methods'][method]['test']
+    return {g: r['perplexity'] for g, r in report['per_group'].items()}
+
+  def test_prepared_dataset_has_the_groups(self):
+    self.assertEqual(self.data.groups, ['a', 'b', 'c', 'd'])
+    self.assertLen(self.data.vocabulary, 40)
+    for method in _METHODS:
+      self.assertEqual(sorted(self.outcome.client_sums[method]),
+                       self.data.client_ids)
+
+  def test_group_models_beat_the_global_model_on_their_group(self):
+    fl, groupfl = self._per_group('fl'), self._per_group('groupfl')
+    for group in ('a', 'b', 'c'):
+      self.assertLess(groupfl[group], fl[group], group)
+    # The groups learned their own cycle: far below the 40-word uniform guess.
+    for group in ('a', 'b', 'c'):
+      self.assertLess(groupfl[group], 10.0, group)
+
+  def test_each_stage_runs_once(self):
+    stage_runs = self.outcome.results['stage_runs']
+    self.assertEqual(
+        stage_runs, {'global': 1, 'group': 1, 'eval/global': 1,
+                     'eval/group': 1, 'local/global': 1, 'local/group': 1})
+    self.assertEqual(self.tree.stage_runs, stage_runs)  # Not rerun on demand.
+    for method in _METHODS:
+      self.assertIs(self.again[method], self.outcome.client_sums[method])
+    self.assertLen(self.tree.history['global'],
+                   self.stage_config.global_rounds)
+
+  def test_one_learning_process_serves_every_group(self):
+    self.assertEqual(self.build_process_calls, 1)
+    self.assertEqual(self.build_fed_avg_calls, 1)
+    self.assertCountEqual(
+        [s for s in self.tree.history if s.startswith('group/')],
+        ['group/a', 'group/b', 'group/c'])
+    for group in ('a', 'b', 'c'):
+      self.assertLen(self.tree.history[f'group/{group}'],
+                     self.stage_config.group_rounds)
+
+  def test_group_with_too_few_clients_keeps_its_start_weights(self):
+    self.assertEqual(self.outcome.results['groups_kept_start'], ['d'])
+    self.assertTrue(synthetic.weights_equal(self.group_weights['d'],
+                                            self.global_weights))
+    for group in ('a', 'b', 'c'):
+      self.assertFalse(synthetic.weights_equal(self.group_weights[group],
+                                               self.global_weights))
+    sums = self.outcome.client_sums
+    self.assertEqual(dict(sums['groupfl']['d-0']), dict(sums['fl']['d-0']))
+
+  def test_no_finetuning_leaves_every_client_unchanged(self):
+    sums = self.outcome.client_sums
+    for client in self.data.client_ids:
+      self.assertEqual(dict(sums['perfl'][client]), dict(sums['fl'][client]),
+                       client)
+      self.assertEqual(dict(sums['groupperfl'][client]),
+                       dict(sums['groupfl'][client]), client)
+    # The sums are real: every client's test split has counted tokens.
+    for client in self.data.client_ids:
+      self.assertGreater(sums['fl'][client]['token_count'], 0)
+
+
+if __name__ == '__main__':
+  tf.test.main()

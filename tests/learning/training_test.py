@@ -1,0 +1,127 @@
+"""Tests of the federated training rounds."""
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+
+from gpfl_tff import runtime
+from gpfl_tff.learning import training
+from gpfl_tff.models import language_model
+from tests.learning import synthetic
+
+
+class SampleClientsTest(tf.test.TestCase):
+
+  def test_deterministic_distinct_sorted(self):
+    clients = [f'c{i:02d}' for i in range(30)]
+    first = training.sample_clients(np.random.default_rng(7), clients, 5)
+    second = training.sample_clients(np.random.default_rng(7), clients, 5)
+    self.assertEqual(first, second)
+    self.assertLen(first, 5)
+    self.assertLen(set(first), 5)
+    self.assertEqual(first, sorted(first))
+    self.assertContainsSubset(first, clients)
+    other = training.sample_clients(np.random.default_rng(8), clients, 5)
+    self.assertNotEqual(first, other)
+
+  def test_successive_rounds_differ(self):
+    rng = np.random.default_rng(0)
+    clients = [f'c{i:02d}' for i in range(30)]
+    rounds = [tuple(training.sample_clients(rng, clients, 5))
+              for _ in range(4)]
+    self.assertGreater(len(set(rounds)), 1)
+
+  def test_capped_at_the_number_of_clients(self):
+    clients = ['x', 'y', 'z']
+    self.assertEqual(
+        training.sample_clients(np.random.default_rng(0), clients, 10),
+        clients)
+
+
+class TrainingConfigTest(parameterized.TestCase, tf.test.TestCase):
+
+  @parameterized.named_parameters(
+      ('unknown_optimizer', dict(server_optimizer='adagrad'),
+       'unknown server optimizer'),
+      ('no_clients', dict(clients_per_round=0), 'clients_per_round'),
+      ('no_epochs', dict(client_epochs=0), 'client_epochs'),
+      ('no_batch', dict(batch_size=0), 'batch_size'),
+  )
+  def test_bad_config_raises(self, fields, message):
+    with self.assertRaisesRegex(ValueError, message):
+      training.TrainingConfig(**fields)
+
+  @parameterized.parameters(*training.SERVER_OPTIMIZERS)
+  def test_server_optimizer_steps_downhill(self, name):
+    config = training.TrainingConfig(server_optimizer=name,
+                                     server_learning_rate=0.1)
+    optimizer = training.server_optimizer(config)
+    self.assertIsInstance(optimizer, tff.learning.optimizers.Optimizer)
+    weights = (tf.constant([1.0, -1.0]),)
+    state = optimizer.initialize(
+        (tf.TensorSpec([2], tf.float32),))
+    _, updated = optimizer.next(state, weights, (tf.constant([1.0, -1.0]),))
+    # A step against the gradient moves each weight toward zero.
+    self.assertAllLess(tf.abs(updated[0]), 1.0)
+
+  def test_momentum_differs_from_plain_sgd(self):
+    def two_steps(name):
+      optimizer = training.server_optimizer(training.TrainingConfig(
+          server_optimizer=name, server_learning_rate=0.1,
+          server_momentum=0.9))
+      weights = (tf.constant([1.0]),)
+      state = optimizer.initialize((tf.TensorSpec([1], tf.float32),))
+      for _ in range(2):
+        state, weights = optimizer.next(state, weights, (tf.constant([1.0]),))
+      return float(weights[0][0])
+
+    self.assertAllClose(two_steps('sgd'), 0.8)
+    self.assertAllClose(two_steps('sgdm'), 1.0 - 0.1 - 0.1 * 1.9)
+
+
+class RunRoundsTest(parameterized.TestCase, tf.test.TestCase):
+
+  @parameterized.parameters(*training.SERVER_OPTIMIZERS)
+  def test_process_builds(self, name):
+    process = training.build_process(
+        synthetic.tiny_model_fn(vocab_size=8),
+        training.TrainingConfig(server_optimizer=name))
+    self.assertIsInstance(process, tff.learning.templates.LearningProcess)
+
+  def test_perplexity_falls_over_rounds(self):
+    model_fn = synthetic.tiny_model_fn(vocab_size=8)
+    process = training.build_process(model_fn, training.TrainingConfig(
+        clients_per_round=2, client_learning_rate=0.5, batch_size=4))
+    data = {f'c{i}': synthetic.token_dataset(
+        synthetic.cycle_windows(words=6, offset=i, windows=8))
+            for i in range(4)}
+    seen = []
+    with runtime.local_runtime():
+      state = training.start_state(process)
+      state, history = training.run_rounds(
+          process, state, sorted(data), lambda c: data[c].repeat(2), rounds=6,
+          clients_per_round=2, rng=np.random.default_rng(0),
+          on_round=seen.append)
+      weights = process.get_model_weights(state)
+    self.assertEqual([r['round'] for r in history], list(range(1, 7)))
+    self.assertEqual([r['clients'] for r in history], [2] * 6)
+    self.assertEqual(seen, history)
+    perplexities = [r['train_perplexity'] for r in history]
+    self.assertLess(perplexities[-1], 0.8 * perplexities[0])
+    self.assertFalse(synthetic.weights_equal(
+        weights, language_model.initial_weights(model_fn)))
+
+  def test_start_state_holds_the_given_weights(self):
+    model_fn = synthetic.tiny_model_fn(vocab_size=8)
+    process = training.build_process(model_fn, training.TrainingConfig())
+    weights = language_model.initial_weights(
+        synthetic.tiny_model_fn(vocab_size=8, seed=5))
+    with runtime.local_runtime():
+      state = training.start_state(process, weights)
+      self.assertTrue(synthetic.weights_equal(
+          process.get_model_weights(state), weights))
+
+
+if __name__ == '__main__':
+  tf.test.main()

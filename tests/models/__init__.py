@@ -1,0 +1,1 @@
+"""Tests of gpfl_tff.models."""

@@ -1,0 +1,105 @@
+"""Tests of the next-word metrics as sums."""
+
+import numpy as np
+import tensorflow as tf
+
+from gpfl_tff.models import metrics
+
+
+def _numpy_sums(targets, logits):
+  logits = logits.astype(np.float64)
+  shifted = logits - logits.max(-1, keepdims=True)
+  log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+  mask = targets != 0
+  picked = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  return {'loss_sum': -(picked * mask).sum(),
+          'token_count': float(mask.sum()),
+          'correct_count': float(((logits.argmax(-1) == targets) & mask).sum())}
+
+
+def _batch(seed, batch=3, time=4, tokens=7, pad_last=2):
+  rng = np.random.default_rng(seed)
+  targets = rng.integers(1, tokens, size=(batch, time)).astype(np.int32)
+  targets[-1, time - pad_last:] = 0
+  logits = rng.normal(size=(batch, time, tokens)).astype(np.float32)
+  return targets, logits
+
+
+class TokenSumsTest(tf.test.TestCase):
+
+  def test_equal_numpy(self):
+    targets, logits = _batch(0)
+    sums = metrics.token_sums(tf.constant(targets), tf.constant(logits))
+    expected = _numpy_sums(targets, logits)
+    self.assertEqual(list(sums), list(metrics.SUM_NAMES))
+    self.assertAllClose(sums['loss_sum'], expected['loss_sum'], rtol=1e-5)
+    self.assertEqual(float(sums['token_count']), expected['token_count'])
+    self.assertEqual(float(sums['token_count']), 3 * 4 - 2)
+    self.assertEqual(float(sums['correct_count']), expected['correct_count'])
+
+  def test_padding_never_counts(self):
+    targets, logits = _batch(1, pad_last=0)
+    padded_targets = np.concatenate(
+        [targets, np.zeros_like(targets)], axis=1)
+    # Padding positions whose argmax is 0, so they would count as correct.
+    pad_logits = np.zeros_like(logits)
+    pad_logits[..., 0] = 100.0
+    padded_logits = np.concatenate([logits, pad_logits], axis=1)
+    plain = metrics.token_sums(tf.constant(targets), tf.constant(logits))
+    padded = metrics.token_sums(tf.constant(padded_targets),
+                                tf.constant(padded_logits))
+    for name in metrics.SUM_NAMES:
+      self.assertAllClose(padded[name], plain[name], rtol=1e-6)
+
+  def test_all_padding_is_zero(self):
+    sums = metrics.token_sums(tf.zeros([2, 3], tf.int32),
+                              tf.random.normal([2, 3, 5], seed=0))
+    for name in metrics.SUM_NAMES:
+      self.assertEqual(float(sums[name]), 0.0)
+
+
+class TokenSumMetricTest(tf.test.TestCase):
+
+  def test_accumulates_exact_sums_over_batches(self):
+    batches = [_batch(seed) for seed in range(3)]
+    expected = {name: 0.0 for name in metrics.SUM_NAMES}
+    for targets, logits in batches:
+      for name, value in _numpy_sums(targets, logits).items():
+        expected[name] += value
+    metric_list = metrics.sum_metrics()
+    self.assertEqual([m.name for m in metric_list], list(metrics.SUM_NAMES))
+    for targets, logits in batches:
+      for metric in metric_list:
+        metric.update_state(tf.constant(targets), tf.constant(logits))
+    for metric in metric_list:
+      self.assertAllClose(metric.result(), expected[metric.key], rtol=1e-5)
+    self.assertEqual(float(metric_list[1].result()), 3 * (3 * 4 - 2))
+
+  def test_unknown_key_raises(self):
+    with self.assertRaisesRegex(ValueError, 'unknown sum'):
+      metrics.TokenSum('mean_loss')
+
+  def test_config_round_trip(self):
+    metric = metrics.TokenSum('correct_count')
+    copy = metrics.TokenSum.from_config(metric.get_config())
+    self.assertEqual(copy.key, 'correct_count')
+
+
+class MaskedCrossEntropyTest(tf.test.TestCase):
+
+  def test_is_loss_sum_over_token_count(self):
+    targets, logits = _batch(4)
+    expected = _numpy_sums(targets, logits)
+    loss = metrics.MaskedCrossEntropy()(tf.constant(targets),
+                                        tf.constant(logits))
+    self.assertAllClose(loss, expected['loss_sum'] / expected['token_count'],
+                        rtol=1e-5)
+
+  def test_all_padding_gives_zero_not_nan(self):
+    loss = metrics.MaskedCrossEntropy()(tf.zeros([2, 3], tf.int32),
+                                        tf.random.normal([2, 3, 5], seed=0))
+    self.assertEqual(float(loss), 0.0)
+
+
+if __name__ == '__main__':
+  tf.test.main()
