@@ -16,7 +16,7 @@ setup:
 # The demo: every method on the embedded Shakespeare data (CPU-sized; see README).
 demo: setup
 	.venv/bin/python -m experiments.run_group_personalization \
-	  --dataset=shakespeare --group_by=genre --eval_clients_per_group=40 \
+	  --dataset=shakespeare --group_by=genre --eval_clients_per_group=30 \
 	  --output_dir=results/demo
 
 # The venv's bin goes first on PATH so py_test targets run under its python3.

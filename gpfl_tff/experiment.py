@@ -61,7 +61,8 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
     reference = {c: summary.perplexity(s) for c, s in client_sums['fl'].items()}
   reports = {
       m: {stage_config.eval_split: summary.summarize(
-          sums, data.client_to_group, train_tokens, reference),
+          sums, data.client_to_group, train_tokens,
+          None if m == 'fl' else reference),
           'stages': tree.stages_of(m)}
       for m, sums in client_sums.items()}
   results = {

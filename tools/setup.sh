@@ -98,7 +98,8 @@ fi
 log "bazel: $(command -v bazel)"
 
 # ---------------------------------------------------------------- 4. dataset
-DATA_ARGS=(--dataset=shakespeare --group_by=genre)
+# The vocabulary size of the `small` model preset, which `make demo` uses.
+DATA_ARGS=(--dataset=shakespeare --group_by=genre --vocab_size=4000)
 DATA_STAMP="$ROOT/data/cache/.gpfl_setup_data_stamp"
 if [ "${GPFL_SKIP_DATA:-0}" = "1" ]; then
   log "GPFL_SKIP_DATA=1: not preparing the dataset"

@@ -86,7 +86,7 @@ class StageTree:
   Attributes:
     stage_runs: stage name -> how many times it ran (1 once computed).
     history: stage name -> per-round records (for groups, `group/<name>`).
-    seconds: stage name -> wall-clock seconds.
+    seconds: stage name -> wall-clock seconds of the stage itself.
     groups_kept_start: groups that kept their start weights (too few clients).
   """
 
@@ -103,6 +103,7 @@ class StageTree:
     self.on_progress = on_progress or (lambda stage, done, total: None)
     self._initial = initial_weights
     self._cache = {}
+    self._nested_seconds = 0.0
     self.stage_runs = {}
     self.history = {}
     self.seconds = {}
@@ -122,11 +123,19 @@ class StageTree:
     return chosen
 
   def _stage(self, name: str, compute):
+    """Runs `compute` once for `name`; later calls return its value.
+
+    `seconds[name]` is the stage's own time: time spent in stages it pulled in
+    (say `global` computed inside `eval/global`) is counted there instead.
+    """
     if name not in self._cache:
       start = time.time()
+      outer_nested, self._nested_seconds = self._nested_seconds, 0.0
       self._cache[name] = compute()
+      elapsed = time.time() - start
       self.stage_runs[name] = self.stage_runs.get(name, 0) + 1
-      self.seconds[name] = self.seconds.get(name, 0.0) + time.time() - start
+      self.seconds[name] = elapsed - self._nested_seconds
+      self._nested_seconds = outer_nested + elapsed
     return self._cache[name]
 
   def _rng(self, stage: str, index: int = 0) -> np.random.Generator:
