@@ -4,8 +4,8 @@ r"""Times the TFF stages against the same math in plain TensorFlow.
 
 Global stage: each timed round runs on the same sampled clients and batches
 twice, once through the TFF learning process (`training.build_process`, the
-`sgd` server optimizer) and once through `plain_tf.PlainFedAvg`; one untimed
-warm-up round each comes first. Group stage: seconds per group for
+`sgd` server optimizer) and right after through `plain_tf.PlainFedAvg` in this
+process; one untimed warm-up round each comes first. Group stage: seconds per group for
 --group_rounds rounds of the one process, started from the global weights.
 Writes benchmark.json; the last line printed is `tff_over_plain_tf_ratio=<x>`.
 """
@@ -65,12 +65,23 @@ def main(argv):
   with runtime.local_runtime():
     process = training.build_process(model_fn, training_config)
     state = training.start_state(process)
-    tff_seconds = []
+    # Built after TFF has traced its graphs: Keras objects made before that
+    # become invalid.
+    plain = plain_tf.PlainFedAvg(
+        language_model.build_keras_model(preset, encoder.num_tokens, SEED.value),
+        CLIENT_LR.value)
+    weights = [v.numpy() for v in plain.model.trainable_variables]
+    tff_seconds, plain_seconds = [], []
+    # Interleaved, so that any other load on the machine hits both alike.
     for clients in rounds:
       start = time.time()
       state = process.next(
           state, [client_batches.dataset('train', c) for c in clients]).state
       tff_seconds.append(time.time() - start)
+      start = time.time()
+      weights = plain.next(
+          weights, [client_batches.dataset('train', c) for c in clients])
+      plain_seconds.append(time.time() - start)
     global_weights = process.get_model_weights(state)
 
     group_seconds = {}
@@ -82,17 +93,6 @@ def main(argv):
           lambda c: client_batches.dataset('train', c), GROUP_ROUNDS.value,
           CLIENTS_PER_ROUND.value, np.random.default_rng(SEED.value))
       group_seconds[group] = time.time() - start
-
-  plain = plain_tf.PlainFedAvg(
-      language_model.build_keras_model(preset, encoder.num_tokens, SEED.value),
-      CLIENT_LR.value)
-  weights = [v.numpy() for v in plain.model.trainable_variables]
-  plain_seconds = []
-  for clients in rounds:
-    start = time.time()
-    weights = plain.next(
-        weights, [client_batches.dataset('train', c) for c in clients])
-    plain_seconds.append(time.time() - start)
 
   # The first round of each is a warm-up (tracing, worker start) and untimed.
   tff_round = float(np.mean(tff_seconds[1:]))

@@ -22,18 +22,19 @@ class PlainFedAvg:
     self.client_learning_rate = client_learning_rate
     self.server_learning_rate = server_learning_rate
     self._loss = metrics.MaskedCrossEntropy()
+    self._optimizer = tf.keras.optimizers.SGD(client_learning_rate)
 
   @tf.function
   def _client_update(self, dataset):
     variables = self.model.trainable_variables
     examples = tf.constant(0, tf.int64)
-    for batch in dataset:
+    # An iterator loop keeps the model in this graph; `for batch in dataset`
+    # would move it into a tf.data function, rebuilt (seconds) on every call.
+    for batch in iter(dataset):
       with tf.GradientTape() as tape:
         loss = self._loss(batch['y'], self.model(batch['x'], training=True))
       grads = tape.gradient(loss, variables)
-      for variable, grad in zip(variables, grads):
-        variable.assign_sub(self.client_learning_rate *
-                            tf.convert_to_tensor(grad))
+      self._optimizer.apply_gradients(zip(grads, variables))
       examples += tf.shape(batch['x'], out_type=tf.int64)[0]
     return examples
 
