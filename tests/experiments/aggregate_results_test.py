@@ -1,0 +1,61 @@
+"""experiments/aggregate_results.py: mean and spread over seeds, as a user runs it."""
+
+import json
+import os
+
+from absl.testing import absltest
+
+from tests.prepare import prepare_runner
+
+_MODULE = 'experiments.aggregate_results'
+
+
+def _run_dir(root: str, seed: int, fl_ppl: float, share: float) -> str:
+  """An output folder holding a minimal results.json of two methods."""
+  directory = os.path.join(root, f'seed{seed}')
+  os.makedirs(directory)
+
+  def report(ppl, share_better):
+    return {'perplexity': ppl, 'accuracy': 0.5,
+            'client_perplexity': {'median': ppl - 1},
+            'share_better_than_fl': share_better,
+            'by_train_size_quartile': [{'perplexity': ppl + 10}]}
+
+  results = {'eval_split': 'test', 'stages': {'seed': seed},
+             'methods': {'groupperfl': {'test': report(fl_ppl - 20, share)},
+                         'fl': {'test': report(fl_ppl, None)}}}
+  with open(os.path.join(directory, 'results.json'), 'w') as f:
+    json.dump(results, f)
+  return directory
+
+
+class AggregateResultsTest(absltest.TestCase):
+
+  def test_mean_and_standard_deviation_in_method_order(self):
+    root = self.create_tempdir().full_path
+    dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 0, run.stderr)
+    lines = run.stdout.splitlines()
+    self.assertIn('2 runs, seeds [0, 1]', lines[0])
+    rows = [l for l in lines if l.startswith('| fl') or
+            l.startswith('| groupperfl')]
+    # fl comes before groupperfl (the order of methods.METHODS).
+    self.assertTrue(rows[0].startswith('| fl |'))
+    # mean 105, sample standard deviation of (100, 110) = 7.07.
+    self.assertIn('105.00 ± 7.07', rows[0])
+    self.assertIn('| - |', rows[0])
+    self.assertIn('85.00 ± 7.07', rows[1])
+    self.assertIn('0.600 ± 0.141', rows[1])
+    self.assertIn('95.00 ± 7.07', rows[1])
+
+  def test_missing_results_is_one_error_line(self):
+    missing = os.path.join(self.create_tempdir().full_path, 'nothing')
+    run = prepare_runner.run_module(_MODULE, missing)
+    self.assertEqual(run.returncode, 2)
+    self.assertEqual(run.stderr_lines,
+                     [f'error: {missing}/results.json: not found'])
+
+
+if __name__ == '__main__':
+  absltest.main()
