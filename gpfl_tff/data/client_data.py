@@ -55,11 +55,16 @@ def count_words(examples: Sequence[str]) -> int:
   return sum(len(example.split()) for example in examples)
 
 
+def held_out_size(n: int, minimum: int = 1) -> int:
+  """Examples a held-out split takes from `n`: round(10%), at least `minimum`."""
+  return max(minimum, round(0.1 * n))
+
+
 def split_examples(examples: Sequence[str],
                    min_examples_per_split: int = 1) -> ClientSplits | None:
   """Splits one client's examples by the rule in the module docstring."""
   n = len(examples)
-  held_out = max(min_examples_per_split, round(0.1 * n))
+  held_out = held_out_size(n, min_examples_per_split)
   n_train = n - 2 * held_out
   if n_train < min_examples_per_split:
     return None

@@ -80,7 +80,7 @@ def load(cache_dir: str, top_tags: int, min_words_per_client: int,
     if client_id in heldout_ids:
       validation = [t for t, _ in _posts(heldout, client_id) if t.strip()]
     else:
-      held_out = max(1, round(0.1 * len(train_texts)))
+      held_out = client_data.held_out_size(len(train_texts))
       train_texts, validation = (train_texts[:-held_out],
                                  train_texts[-held_out:])
     splits = client_data.ClientSplits(train_texts, validation, test_texts)
