@@ -36,9 +36,13 @@ class Outcome:
 def run(data: client_data.GroupedClientData, preset: language_model.Preset,
         training_config: training.TrainingConfig,
         stage_config: methods_lib.StageConfig, methods: Sequence[str],
-        on_progress: Callable[[str, int, int], None] | None = None
-       ) -> Outcome:
-  """Trains the stages the `methods` need and evaluates every client."""
+        make_progress: Callable[[dict], Callable[[str, int, int], None]]
+        | None = None) -> Outcome:
+  """Trains the stages the `methods` need and evaluates every client.
+
+  `make_progress`, given the plan of the run (`StageTree.plan`), returns the
+  callback `(stage, done, total)` that the stages report progress to.
+  """
   methods = methods_lib.check_methods(methods)
   start = time.time()
   encoder = text.TextEncoder(data.vocabulary, preset.seq_len)
@@ -49,8 +53,9 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
   process = training.build_process(model_fn, training_config)
   tree = methods_lib.StageTree(
       process, local.build_local_stage(model_fn), client_batches,
-      language_model.initial_weights(model_fn), training_config, stage_config,
-      on_progress)
+      language_model.initial_weights(model_fn), training_config, stage_config)
+  if make_progress is not None:
+    tree.on_progress = make_progress(tree.plan(methods))
   build_seconds = time.time() - start
 
   client_sums = {m: tree.evaluate(m) for m in methods}

@@ -40,13 +40,17 @@ class ClientBatches:
       self._encode_split(split)
     return self._arrays[key]
 
-  def dataset(self, split: str, client_id: str,
-              epochs: int = 1) -> tf.data.Dataset:
-    """The client's windows in order, repeated `epochs` times, batched."""
+  def dataset(self, split: str, client_id: str, epochs: int = 1,
+              batch_size: int | None = None) -> tf.data.Dataset:
+    """The client's windows in order, repeated `epochs` times, batched.
+
+    `batch_size` defaults to the training batch size; evaluation may use a
+    larger one, which changes nothing but the speed (metrics are sums).
+    """
     arrays = self.arrays(split, client_id)
     windows = tf.data.Dataset.from_tensor_slices(
         collections.OrderedDict(x=arrays['x'], y=arrays['y']))
-    return windows.repeat(epochs).batch(self.batch_size)
+    return windows.repeat(epochs).batch(batch_size or self.batch_size)
 
   def token_count(self, split: str, client_id: str) -> int:
     """Counted (non-padding) targets of the client's split."""

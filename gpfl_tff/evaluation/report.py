@@ -65,14 +65,16 @@ def write_clients_csv(path: str, client_sums: dict,
     writer = csv.writer(f)
     writer.writerow(['method', 'client_id', 'group', 'train_tokens',
                      'loss_sum', 'token_count', 'correct_count',
-                     'perplexity'])
+                     'perplexity', 'best_epoch'])
     for method, sums_by_client in client_sums.items():
       for client_id in sorted(sums_by_client):
         s = sums_by_client[client_id]
         writer.writerow([method, client_id, client_to_group[client_id],
                          train_tokens[client_id], f"{s['loss_sum']:.6f}",
                          int(s['token_count']), int(s['correct_count']),
-                         f'{summary.perplexity(s):.6f}'])
+                         f'{summary.perplexity(s):.6f}',
+                         # The kept fine-tuning epoch; empty if not tuned.
+                         int(s['best_epoch']) if 'best_epoch' in s else ''])
 
 
 def write_tensorboard(directory: str, history: dict) -> None:

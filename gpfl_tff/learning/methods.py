@@ -56,20 +56,25 @@ class StageConfig:
   group_rounds: int = 10
   finetune_epochs: int = 3
   finetune_learning_rate: float = 0.1
+  finetune_patience: int = 1
   min_group_clients: int = 2
   seed: int = 0
   eval_split: str = 'test'
   eval_clients_per_group: int = 0
   eval_chunk: int = 100
+  eval_batch_size: int = 128
 
   def __post_init__(self):
     if self.eval_split not in ('validation', 'test'):
       raise ValueError(f'eval_split must be validation or test, '
                        f'got {self.eval_split!r}')
     for name in ('global_rounds', 'group_rounds', 'finetune_epochs',
-                 'eval_clients_per_group'):
+                 'finetune_patience', 'eval_clients_per_group'):
       if getattr(self, name) < 0:
         raise ValueError(f'{name} must not be negative')
+    for name in ('eval_chunk', 'eval_batch_size'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'{name} must be at least 1')
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
@@ -210,21 +215,27 @@ class StageTree:
     """client -> test sums of the weights of `start`, fine-tuned or not."""
     split = self.config.eval_split
     epochs = self.config.finetune_epochs if finetune else 0
+    eval_batch = self.config.eval_batch_size
     results = {}
     total = sum(len(c) for c in self.eval_clients.values())
-    label = f'eval {start}' + (' + local' if finetune else '')
+    label = self._eval_label(start, finetune)
     for group, weights in self._weights_by_group(start).items():
       clients = self.eval_clients[group]
       for begin in range(0, len(clients), self.config.eval_chunk):
         chunk = clients[begin:begin + self.config.eval_chunk]
-        data = [[self.batches.dataset(s, c) for c in chunk]
-                for s in ('train', 'validation', split)]
+        scored = [self.batches.dataset(split, c, batch_size=eval_batch)
+                  for c in chunk]
         if finetune:
-          _, sums = self.local_stage.run(
-              weights, *data, np.int32(epochs),
-              np.float32(self.config.finetune_learning_rate))
+          train = [self.batches.dataset('train', c) for c in chunk]
+          validation = [self.batches.dataset('validation', c,
+                                             batch_size=eval_batch)
+                        for c in chunk]
+          sums = self.local_stage.run(
+              weights, train, validation, scored, np.int32(epochs),
+              np.float32(self.config.finetune_learning_rate),
+              np.int32(self.config.finetune_patience))
         else:
-          sums = self.local_stage.evaluate_clients(weights, data[2])
+          sums = self.local_stage.evaluate_clients(weights, scored)
         results.update(zip(chunk, sums))
         self.on_progress(label, len(results), total)
     return results
@@ -234,6 +245,46 @@ class StageTree:
     start, finetune = _PATHS[method]
     name = f'local/{start}' if finetune else f'eval/{start}'
     return self._stage(name, lambda: self._evaluate_start(start, finetune))
+
+  def plan(self, methods: Sequence[str]) -> dict[str, tuple[int, float]]:
+    """What the `methods` will run: progress label -> (steps, work).
+
+    Labels and steps are those `on_progress` reports (rounds of a federated
+    stage, evaluated clients of an evaluation). Work is a rough cost in
+    client-epochs of training, for an estimate of the whole run's time left.
+    """
+    rounds = {'global': self.config.global_rounds,
+              'fl_matched': self.config.group_rounds,
+              'group': self.config.group_rounds,
+              'group_only': (self.config.global_rounds
+                             + self.config.group_rounds)}
+    per_round = self.training_config.client_epochs
+    evaluated = sum(len(c) for c in self.eval_clients.values())
+    plan = {}
+    for method in methods:
+      for stage in self.stages_of(method):
+        kind, _, start = stage.partition('/')
+        if kind in ('global', 'fl_matched'):
+          plan[kind] = (rounds[kind], rounds[kind] * per_round *
+                        self.training_config.clients_per_round)
+        elif kind in ('group', 'group_only'):
+          for group in self.data.groups:
+            clients = len(self.data.clients_in_group(group))
+            if clients >= self.config.min_group_clients:
+              plan[f'{kind}/{group}'] = (rounds[kind], rounds[kind] * per_round
+                                         * min(clients, self.training_config
+                                               .clients_per_round))
+        else:
+          finetune = kind == 'local'
+          # Evaluation costs about a third of a training epoch.
+          per_client = (self.config.finetune_epochs + 1 if finetune else 0.3)
+          plan[self._eval_label(start, finetune)] = (evaluated,
+                                                     evaluated * per_client)
+    return plan
+
+  @staticmethod
+  def _eval_label(start: str, finetune: bool) -> str:
+    return f'eval {start}' + (' + local' if finetune else '')
 
   def stages_of(self, method: str) -> list[str]:
     """Names of the stages `method` depends on, for timing reports."""

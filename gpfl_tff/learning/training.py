@@ -61,7 +61,11 @@ def build_process(model_fn, config: TrainingConfig
       model_fn,
       client_optimizer_fn=tff.learning.optimizers.build_sgdm(
           learning_rate=config.client_learning_rate),
-      server_optimizer_fn=server_optimizer(config))
+      server_optimizer_fn=server_optimizer(config),
+      # The default (DATASET_REDUCE) makes the training step a tf.data
+      # function that TFF's runtime instantiates again for every client
+      # dataset; iterator loops keep it in the graph, prepared once.
+      loop_implementation=tff.learning.LoopImplementation.DATASET_ITERATOR)
 
 
 def start_state(process, weights=None):

@@ -139,10 +139,15 @@ class TextEncoderTest(tf.test.TestCase):
         self.assertLess(len(flat_y) - num_real, seq_len)
         self.assertNotIn(text.PAD_ID, flat_y[:num_real])
 
-  def test_windows_do_not_cross_examples(self):
-    xs, ys = _windows(self.encoder, ['the', 'cat sat'])
-    self.assertEqual(xs, [[2, 4, 0], [2, 5, 6]])
-    self.assertEqual(ys, [[4, 3, 0], [5, 6, 3]])
+  def test_examples_are_packed_and_only_the_last_window_padded(self):
+    # <bos> the | <bos> cat sat, targets the <eos> | cat sat <eos>.
+    xs, ys = _windows(self.encoder, ['the', 'cat sat', 'sat'])
+    self.assertEqual(xs, [[2, 4, 2], [5, 6, 2], [6, 0, 0]])
+    self.assertEqual(ys, [[4, 3, 5], [6, 3, 6], [3, 0, 0]])
+    # Packing keeps every target of every example, once, in order.
+    flat_y = [i for w in ys for i in w if i]
+    self.assertEqual(flat_y, [4, 3, 5, 6, 3, 6, 3])
+    self.assertNotIn(text.BOS_ID, flat_y)
 
   def test_dtype_and_shape(self):
     dataset = tf.data.Dataset.from_tensor_slices({'text': ['a b']})
@@ -155,10 +160,8 @@ class TextEncoderTest(tf.test.TestCase):
                                   'b': ['sat'], 'none': []})
     self.assertCountEqual(arrays, ['a', 'b', 'none'])
     self.assertEqual(arrays['a']['x'].dtype, np.int32)
-    self.assertAllEqual(arrays['a']['x'], [[2, 4, 5], [6, 1, 4], [1, 0, 0],
-                                           [2, 5, 0]])
-    self.assertAllEqual(arrays['a']['y'], [[4, 5, 6], [1, 4, 1], [3, 0, 0],
-                                           [5, 3, 0]])
+    self.assertAllEqual(arrays['a']['x'], [[2, 4, 5], [6, 1, 4], [1, 2, 5]])
+    self.assertAllEqual(arrays['a']['y'], [[4, 5, 6], [1, 4, 1], [3, 5, 3]])
     self.assertAllEqual(arrays['b']['x'], [[2, 6, 0]])
     self.assertAllEqual(arrays['b']['y'], [[6, 3, 0]])
     self.assertEqual(arrays['none']['x'].shape, (0, 3))

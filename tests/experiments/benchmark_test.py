@@ -19,23 +19,34 @@ class BenchmarkTest(absltest.TestCase):
     run = prepare_runner.run_module(
         'experiments.benchmark', '--dataset=text_corpus', f'--input={corpus}',
         f'--cache_dir={os.path.join(root, "cache")}', '--vocab_size=20',
-        '--rounds=2', '--group_rounds=1', '--clients_per_round=2',
+        '--reps=2', '--local_clients=3', '--clients_per_round=2',
         f'--output={output}', timeout=600)
     self.assertEqual(run.returncode, 0, run.stderr)
-    last = run.stdout.strip().splitlines()[-1]
+    lines = run.stdout.strip().splitlines()
+    last = lines[-1]
     self.assertTrue(last.startswith('tff_over_plain_tf_ratio='), last)
     ratio = float(last.split('=')[1])
     with open(output) as f:
       result = json.load(f)
     self.assertAlmostEqual(result['tff_over_plain_tf_ratio'], ratio,
                            places=3)
-    self.assertLen(result['global_round_seconds']['tff'], 2)
-    self.assertLen(result['global_round_seconds']['plain_tf'], 2)
-    self.assertGreater(ratio, 0.0)
-    self.assertEqual(sorted(result['group_stage_seconds']), ['a', 'b'])
-    self.assertLen(result['tokens_per_round'], 2)
-    self.assertTrue(all(t > 0 for t in result['tokens_per_round']))
-
+    self.assertEqual(sorted(result['stages']), ['global', 'group', 'local'])
+    stage_lines = [l for l in lines if l.startswith('stage=')]
+    self.assertLen(stage_lines, 3)
+    for line in stage_lines:
+      fields = dict(f.split('=') for f in line.split())
+      self.assertCountEqual(fields, ['stage', 'tff_s', 'plain_s', 'ratio',
+                                     'tff_gflops', 'peak_gflops'])
+      stage = result['stages'][fields['stage']]
+      self.assertLen(stage['tff_seconds']['all'], 2)
+      self.assertLen(stage['plain_tf_seconds']['all'], 2)
+      self.assertAlmostEqual(float(fields['ratio']), stage['ratio'], places=3)
+      self.assertTrue(all(f > 0 for f in stage['flops']))
+      self.assertGreater(stage['tff_gflops'], 0.0)
+    # The last line is the worst stage.
+    self.assertAlmostEqual(
+        ratio, max(s['ratio'] for s in result['stages'].values()), places=3)
+    self.assertGreater(result['peak_gflops'], 0.0)
 
 if __name__ == '__main__':
   absltest.main()

@@ -1,0 +1,64 @@
+"""Flags shared by the experiment binaries: model, training and fine-tuning.
+
+`run_group_personalization` and `benchmark` both read these, so the benchmark
+times the binary's default configuration.
+"""
+
+from absl import flags
+
+from gpfl_tff.learning import methods as methods_lib
+from gpfl_tff.learning import training
+from gpfl_tff.models import language_model
+
+MODEL = flags.DEFINE_enum('model', 'small', list(language_model.PRESETS),
+                          'Model size preset.')
+CLIENTS_PER_ROUND = flags.DEFINE_integer('clients_per_round', 10,
+                                         'Clients sampled per round.')
+CLIENT_EPOCHS = flags.DEFINE_integer('client_epochs', 1,
+                                     'Local epochs per round.')
+CLIENT_LR = flags.DEFINE_float('client_learning_rate', 0.5,
+                               'Client SGD learning rate.')
+SERVER_OPTIMIZER = flags.DEFINE_enum(
+    'server_optimizer', 'sgd', list(training.SERVER_OPTIMIZERS),
+    'sgd (FedAvg), sgdm (FedAvgM), adam (FedAdam) or yogi (FedYogi).')
+SERVER_LR = flags.DEFINE_float('server_learning_rate', 1.0,
+                               'Server learning rate.')
+SERVER_MOMENTUM = flags.DEFINE_float('server_momentum', 0.9,
+                                     'Momentum of the sgdm server optimizer.')
+BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Sequences per batch.')
+FINETUNE_EPOCHS = flags.DEFINE_integer(
+    'finetune_epochs', 3, 'Most local fine-tuning epochs (the best on the '
+    "client's validation split is kept).")
+FINETUNE_LR = flags.DEFINE_float('finetune_learning_rate', 0.1,
+                                 'Local fine-tuning SGD learning rate.')
+FINETUNE_PATIENCE = flags.DEFINE_integer(
+    'finetune_patience', 1, 'Stop fine-tuning a client after this many '
+    'epochs without a lower validation loss (0: run every epoch).')
+EVAL_BATCH_SIZE = flags.DEFINE_integer(
+    'eval_batch_size', 128, 'Sequences per evaluation batch (speed only: '
+    'metrics are sums).')
+SEED = flags.DEFINE_integer('seed', 0, 'Seeds initialization and sampling.')
+
+
+def preset() -> language_model.Preset:
+  return language_model.PRESETS[MODEL.value]
+
+
+def training_config() -> training.TrainingConfig:
+  """The federated training configuration of the flags (ValueError if bad)."""
+  return training.TrainingConfig(
+      clients_per_round=CLIENTS_PER_ROUND.value,
+      client_epochs=CLIENT_EPOCHS.value,
+      client_learning_rate=CLIENT_LR.value,
+      server_optimizer=SERVER_OPTIMIZER.value,
+      server_learning_rate=SERVER_LR.value,
+      server_momentum=SERVER_MOMENTUM.value, batch_size=BATCH_SIZE.value)
+
+
+def stage_config(**stages) -> methods_lib.StageConfig:
+  """The stage configuration of the flags plus `stages` (ValueError if bad)."""
+  return methods_lib.StageConfig(
+      finetune_epochs=FINETUNE_EPOCHS.value,
+      finetune_learning_rate=FINETUNE_LR.value,
+      finetune_patience=FINETUNE_PATIENCE.value,
+      eval_batch_size=EVAL_BATCH_SIZE.value, seed=SEED.value, **stages)
