@@ -1,9 +1,12 @@
 """Tests of gpfl_tff.data.client_data: split rule, statistics, save and load."""
 
+import contextlib
 import os
+import sqlite3
 
 from absl.testing import parameterized
 import tensorflow as tf
+import tensorflow_federated as tff
 
 from gpfl_tff.data import client_data
 from gpfl_tff.data.errors import DataError
@@ -23,6 +26,15 @@ def _tiny_raw():
   }
   groups = {'alice': 'g1', 'bob': 'g2', 'carol': 'g1', 'dan': 'g2'}
   return client_data.build_raw(examples, groups, min_words_per_client=1)
+
+
+def _table(path, table):
+  """The columns and the rows (rowid order) of one table of a SQLite file."""
+  with contextlib.closing(sqlite3.connect(path)) as connection:
+    columns = connection.execute(f'PRAGMA table_info({table})').fetchall()
+    rows = connection.execute(
+        f'SELECT rowid, * FROM {table} ORDER BY rowid').fetchall()
+  return columns, rows
 
 
 class SplitRuleTest(parameterized.TestCase, tf.test.TestCase):
@@ -149,6 +161,37 @@ class SaveLoadTest(tf.test.TestCase):
         texts = [e['text'].numpy().decode('utf-8') for e in
                  data.split(split).create_tf_dataset_for_client(client_id)]
         self.assertEqual(texts, getattr(splits, split), (split, client_id))
+
+  def test_writer_matches_tff(self):
+    """The direct writer stores what TFF's save_to_sql_client_data stores."""
+    raw = client_data.RawGroupedData(
+        clients={
+            'b': client_data.ClientSplits(['x y', 'é ü'], [], ['z']),
+            'a': client_data.ClientSplits(['one', "it's"], ['two'], ['']),
+            'c/d': client_data.ClientSplits(['3'], ['4', '5'], ['6']),
+        },
+        client_to_group={'a': 'g', 'b': 'g', 'c/d': 'h'})
+    root = self.create_tempdir().full_path
+    for split in client_data.SPLITS:
+      ours = os.path.join(root, f'ours-{split}.sqlite')
+      tffs = os.path.join(root, f'tff-{split}.sqlite')
+      client_data._save_split(raw, split, ours)
+      tff.simulation.datasets.save_to_sql_client_data(
+          sorted(raw.clients),
+          lambda c, s=split: tf.data.Dataset.from_tensor_slices({'text': (
+              tf.constant(getattr(raw.clients[c], s), dtype=tf.string))}),
+          tffs)
+      for table in ('examples', 'client_metadata'):
+        self.assertEqual(_table(ours, table), _table(tffs, table),
+                         (split, table))
+      self.assertNotEmpty(_table(ours, 'examples')[1])
+      parsed = tff.simulation.datasets.load_and_parse_sql_client_data(
+          ours, client_data.ELEMENT_SPEC)
+      self.assertEqual(parsed.client_ids, ['a', 'b', 'c/d'])
+      for client_id in parsed.client_ids:
+        texts = [e['text'].numpy().decode('utf-8') for e in
+                 parsed.create_tf_dataset_for_client(client_id)]
+        self.assertEqual(texts, getattr(raw.clients[client_id], split))
 
   def test_clients_in_group(self):
     raw = _tiny_raw()

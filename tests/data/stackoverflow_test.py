@@ -1,13 +1,18 @@
 """Tests of gpfl_tff.data.stackoverflow on a small file in TFF's schema.
 
 The real `stackoverflow.sqlite` is several gigabytes; these tests write a tiny
-one with the same tables and tf.train.Example features and read it through
-`tff.simulation.datasets.stackoverflow.load_data`, as the library does.
+one with the same tables and tf.train.Example features. The rows of different
+clients and splits are interleaved in the file (see `test_row_order`), as the
+reader must not rely on the file's order. Tests at scale use the synthetic file
+of `data/synthetic_stackoverflow.py` (tests/prepare).
 """
 
+import contextlib
 import os
+import sqlite3
 
 import tensorflow as tf
+import tensorflow_federated as tff
 
 from gpfl_tff.data import stackoverflow
 from gpfl_tff.data.errors import DataError
@@ -160,6 +165,67 @@ class StackOverflowTest(tf.test.TestCase):
     self.assertIn('unxz', message)
     self.assertIn('put stackoverflow.sqlite in that folder', message)
     self.assertEqual(os.listdir(empty), [])
+
+  def test_row_order(self):
+    # Rows in reverse: each client's posts come back in the file's order.
+    path = os.path.join(self.create_tempdir().full_path,
+                        stackoverflow.FILENAME)
+    fake_sources.write_tff_sqlite(path, _rows()[::-1])
+    raw = stackoverflow.load(os.path.dirname(path), top_tags=10,
+                             min_words_per_client=10)
+    self.assertEqual(raw.clients['11'].train,
+                     [_words('11train', i) for i in (2, 1, 0)])
+    self.assertEqual(raw.clients['11'].validation,
+                     [_words('11heldout', i) for i in (1, 0)])
+
+  def test_same_posts_as_tff(self):
+    # The one-pass reader returns the posts TFF's ClientData returns per client.
+    path = os.path.join(self.create_tempdir().full_path,
+                        stackoverflow.FILENAME)
+    fake_sources.write_tff_sqlite(path, _rows()[::-1])
+    raw = stackoverflow.load(os.path.dirname(path), top_tags=10,
+                             min_words_per_client=0)
+    train, heldout, test = tff.simulation.datasets.stackoverflow.load_data(
+        cache_dir=os.path.dirname(path))
+
+    def texts(data, client_id):
+      return [t for t in (e['tokens'].numpy().decode('utf-8') for e in
+                          data.create_tf_dataset_for_client(client_id))
+              if t.strip()]
+
+    self.assertNotEmpty(raw.clients)
+    for client_id, splits in raw.clients.items():
+      self.assertEqual(splits.test, texts(test, client_id))
+      if client_id in heldout.client_ids:
+        self.assertEqual(splits.train, texts(train, client_id))
+        self.assertEqual(splits.validation, texts(heldout, client_id))
+      else:
+        self.assertEqual(splits.train + splits.validation,
+                         texts(train, client_id))
+
+  def test_corrupt_example(self):
+    for proto, problem in [(b'\xff\xfe garbage', 'DecodeError'),
+                           (_post('ok', 'python')[:-4], 'DecodeError'),
+                           (tf.train.Example().SerializeToString(),
+                            "no single string feature 'tokens'")]:
+      directory = self.create_tempdir().full_path
+      rows = _rows() + [('test', '12', proto)]
+      fake_sources.write_tff_sqlite(
+          os.path.join(directory, stackoverflow.FILENAME), rows)
+      with self.assertRaisesRegex(
+          DataError, "client '12', split 'test': not a Stack Overflow "
+          f'tf.train.Example .*{problem}'):
+        stackoverflow.load(directory, top_tags=10, min_words_per_client=1)
+
+  def test_missing_table(self):
+    directory = self.create_tempdir().full_path
+    with contextlib.closing(sqlite3.connect(
+        os.path.join(directory, stackoverflow.FILENAME))) as connection:
+      connection.execute('CREATE TABLE examples (client_id TEXT)')
+    with self.assertRaisesRegex(
+        DataError, 'not a readable TFF Stack Overflow database.*'
+        'no such table: client_metadata'):
+      stackoverflow.load(directory, top_tags=10, min_words_per_client=1)
 
   def test_corrupt_file(self):
     bad = self.create_tempdir()
