@@ -21,7 +21,7 @@ from tests.prepare import prepare_runner
 
 _MODULE = 'experiments.run_group_personalization'
 _CLIENTS_PER_GROUP = {'a': 3, 'b': 3}
-_OUTPUT_FILES = ('results.json', 'clients.csv', 'summary.md',
+_OUTPUT_FILES = ('results.json', 'clients.csv', 'summary.md', 'progress.log',
                  'client_perplexity.png')
 # Every run's environment carries this marker; a process that still has it
 # after the run (the TFF worker_binary above all) outlived the binary.
@@ -127,6 +127,13 @@ class RunGroupPersonalizationTest(tf.test.TestCase):
       summary_md = f.read()
     for name in methods_lib.METHODS:
       self.assertIn(f'| {name} | ', summary_md)
+    # The progress log has every step, whatever the display.
+    with open(os.path.join(self.output_dirs[0], 'progress.log'),
+              encoding='utf-8') as f:
+      log = f.read()
+    self.assertIn('] global: 2/2 (run time left', log)
+    self.assertIn('] group/a: 1/1 (run time left', log)
+    self.assertTrue(log.rstrip().endswith('done'), log[-200:])
 
   def test_bad_methods_flag(self):
     run = prepare_runner.run_module(_MODULE, '--methods=bogus', timeout=120)

@@ -42,8 +42,15 @@ class StageTreeTest(tf.test.TestCase):
             tff.learning.algorithms, 'build_weighted_fed_avg',
             wraps=tff.learning.algorithms.build_weighted_fed_avg
         ) as build_fed_avg, runtime.local_runtime():
+      cls.plans, cls.progress = [], []
+
+      def make_progress(plan):
+        cls.plans.append(plan)
+        return lambda *report: cls.progress.append(report)
+
       cls.outcome = experiment.run(cls.data, synthetic.TINY, training_config,
-                                   cls.stage_config, _METHODS)
+                                   cls.stage_config, _METHODS,
+                                   make_progress=make_progress)
       cls.tree = cls.outcome.tree
       # Asked again: served from the tree, nothing runs.
       cls.again = {m: cls.tree.evaluate(m) for m in _METHODS}
@@ -104,14 +111,32 @@ class StageTreeTest(tf.test.TestCase):
 
   def test_no_finetuning_leaves_every_client_unchanged(self):
     sums = self.outcome.client_sums
+    keys = ('loss_sum', 'token_count', 'correct_count')
     for client in self.data.client_ids:
-      self.assertEqual(dict(sums['perfl'][client]), dict(sums['fl'][client]),
-                       client)
-      self.assertEqual(dict(sums['groupperfl'][client]),
-                       dict(sums['groupfl'][client]), client)
+      for tuned, plain in (('perfl', 'fl'), ('groupperfl', 'groupfl')):
+        self.assertEqual({k: sums[tuned][client][k] for k in keys},
+                         {k: sums[plain][client][k] for k in keys}, client)
+        self.assertEqual(sums[tuned][client]['best_epoch'], 0)
     # The sums are real: every client's test split has counted tokens.
     for client in self.data.client_ids:
       self.assertGreater(sums['fl'][client]['token_count'], 0)
+
+  def test_plan_names_every_reported_stage_and_its_steps(self):
+    self.assertLen(self.plans, 1)
+    plan = self.plans[0]
+    final = {}
+    for stage, done, total in self.progress:
+      self.assertIn(stage, plan)
+      self.assertEqual(total, plan[stage][0], stage)
+      self.assertLessEqual(done, total)
+      final[stage] = done
+    # Every planned stage ran to its end, and nothing else was reported.
+    self.assertEqual(final, {stage: steps for stage, (steps, _) in
+                             plan.items()})
+    self.assertCountEqual(
+        plan, ['global', 'group/a', 'group/b', 'group/c', 'eval global',
+               'eval group', 'eval global + local', 'eval group + local'])
+    self.assertTrue(all(work > 0 for _, work in plan.values()))
 
 
 if __name__ == '__main__':
