@@ -17,7 +17,9 @@ stages take turns, so that other load on the machine hits both alike. One
 untimed warm-up repetition of each comes first. The matmul peak is measured in
 the same run (`benchmarks/hardware.py`, which also says how FLOPs are counted).
 
-Prints one line per stage,
+Wall time is the measure; CPU seconds (this process and its TFF worker) are
+recorded beside it, as a check that is steadier when other jobs load the
+machine. Prints one line per stage,
   stage=<s> tff_s=<median> plain_s=<median> ratio=<tff/plain>
       tff_gflops=<x> peak_gflops=<y>
 and as its last line `tff_over_plain_tf_ratio=<the largest stage ratio>`;
@@ -52,6 +54,23 @@ OUTPUT = flags.DEFINE_string('output', 'results/benchmark.json',
                              'Where benchmark.json goes.')
 
 STAGES = ('global', 'group', 'local')
+
+
+def _cpu_seconds() -> float:
+  """CPU seconds of this process and of its TFF worker processes so far.
+
+  CPU time, unlike wall time, does not grow when other jobs share the
+  machine, so its ratio is the steadier measure of framework overhead.
+  """
+  total = sum(os.times()[:2])
+  for pid in runtime.worker_pids():
+    try:
+      with open(f'/proc/{pid}/stat', encoding='utf-8') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+      total += (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    except (OSError, IndexError, ValueError):
+      pass
+  return total
 
 
 def _stats(values):
@@ -183,6 +202,7 @@ def main(argv):
 
   peak_before = hardware.matmul_peak_gflops()
   seconds = {s: {'tff': [], 'plain_tf': []} for s in STAGES}
+  cpu = {s: {'tff': [], 'plain_tf': []} for s in STAGES}
   flops = {s: [] for s in STAGES}
   with runtime.local_runtime():
     bench = Bench(data, preset, encoder, training_config, stage_config,
@@ -190,15 +210,19 @@ def main(argv):
     for rep in range(REPS.value + 1):  # Repetition 0 warms up, untimed.
       for stage in STAGES:
         clients = bench.sample(stage)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), _cpu_seconds()
         bench.run_tff(stage, clients)
         tff_s = time.perf_counter() - start
-        start = time.perf_counter()
+        tff_cpu = _cpu_seconds() - start_cpu
+        start, start_cpu = time.perf_counter(), _cpu_seconds()
         stage_flops = bench.run_plain(stage, clients)
         plain_s = time.perf_counter() - start
+        plain_cpu = _cpu_seconds() - start_cpu
         if rep > 0:
           seconds[stage]['tff'].append(tff_s)
           seconds[stage]['plain_tf'].append(plain_s)
+          cpu[stage]['tff'].append(tff_cpu)
+          cpu[stage]['plain_tf'].append(plain_cpu)
           flops[stage].append(stage_flops)
   peak_after = hardware.matmul_peak_gflops()
   peak = max(peak_before, peak_after)
@@ -226,8 +250,12 @@ def main(argv):
         flops[stage], seconds[stage]['tff'])]))
     plain_gflops = float(np.median([f / t / 1e9 for f, t in zip(
         flops[stage], seconds[stage]['plain_tf'])]))
+    tff_cpu, plain_cpu = _stats(cpu[stage]['tff']), _stats(
+        cpu[stage]['plain_tf'])
     result['stages'][stage] = {
         'tff_seconds': tff, 'plain_tf_seconds': plain, 'ratio': ratio,
+        'tff_cpu_seconds': tff_cpu, 'plain_tf_cpu_seconds': plain_cpu,
+        'cpu_ratio': tff_cpu['median'] / max(plain_cpu['median'], 1e-9),
         'flops': flops[stage], 'tff_gflops': tff_gflops,
         'plain_tf_gflops': plain_gflops,
         'tff_fraction_of_peak': tff_gflops / peak,
@@ -249,7 +277,8 @@ def main(argv):
           f'TFF min-max {r["tff_seconds"]["min"]:.3f}-'
           f'{r["tff_seconds"]["max"]:.3f}s, plain '
           f'{r["plain_tf_seconds"]["min"]:.3f}-'
-          f'{r["plain_tf_seconds"]["max"]:.3f}s')
+          f'{r["plain_tf_seconds"]["max"]:.3f}s; CPU-time ratio '
+          f'{r["cpu_ratio"]:.3f}')
   print(f'wrote {OUTPUT.value}')
   for line in lines:
     print(line)

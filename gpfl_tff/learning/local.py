@@ -83,6 +83,7 @@ def fine_tune(model, weights, train_data, validation_data, epochs,
   model_weights = tff.learning.models.ModelWeights.from_model(model)
   trainable = tuple(model_weights.trainable)
   optimizer = tff.learning.optimizers.build_sgdm(learning_rate=learning_rate)
+  loss_fn = metrics.MaskedCrossEntropy()
   _assign(model_weights, weights)
   specs = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype),
                                 trainable)
@@ -98,7 +99,11 @@ def fine_tune(model, weights, train_data, validation_data, epochs,
   while epoch < epochs and epoch - best_epoch < limit:
     for batch in iter(train_data):
       with tf.GradientTape() as tape:
-        train_loss = model.forward_pass(batch, training=True).loss
+        # The loss alone: `model.forward_pass` would also update the model's
+        # metrics, a second cross-entropy and an argmax over the vocabulary
+        # per batch that fine-tuning never reads.
+        logits = model.predict_on_batch(batch['x'], training=True)
+        train_loss = loss_fn(batch['y'], logits)
       # Dense, statically shaped gradients (the embedding's arrive as
       # IndexedSlices) so that they match the weights' structure.
       grads = tuple(

@@ -54,6 +54,12 @@ def token_sums(targets: tf.Tensor, logits: tf.Tensor) -> collections.OrderedDict
       (name, fn(targets, logits)) for name, fn in _SUM_FNS.items())
 
 
+def loss_and_count(targets: tf.Tensor, logits: tf.Tensor
+                  ) -> tuple[tf.Tensor, tf.Tensor]:
+  """(loss_sum, token_count) of one batch, the cross-entropy computed once."""
+  return _loss_sum(targets, logits), _token_count(targets, logits)
+
+
 class MaskedCrossEntropy(tf.keras.losses.Loss):
   """Mean cross-entropy over the counted tokens of a batch (training loss)."""
 
@@ -63,29 +69,3 @@ class MaskedCrossEntropy(tf.keras.losses.Loss):
   def call(self, y_true, y_pred):
     return _loss_sum(y_true, y_pred) / tf.maximum(
         _token_count(y_true, y_pred), 1.0)
-
-
-class TokenSum(tf.keras.metrics.Metric):
-  """One of the sums of `token_sums`, accumulated; `result()` is the sum."""
-
-  def __init__(self, key: str, name: str | None = None, dtype=tf.float32):
-    if key not in SUM_NAMES:
-      raise ValueError(f'unknown sum {key!r}; expected one of {SUM_NAMES}')
-    super().__init__(name=name or key, dtype=dtype)
-    self.key = key
-    self.total = self.add_weight('total', initializer='zeros', dtype=dtype)
-
-  def update_state(self, y_true, y_pred, sample_weight=None):
-    del sample_weight  # Padding is masked by the target id instead.
-    # Only this metric's own sum: the three are updated on every batch.
-    return self.total.assign_add(_SUM_FNS[self.key](y_true, y_pred))
-
-  def result(self):
-    return self.total
-
-  def get_config(self):
-    return {'key': self.key, 'name': self.name, 'dtype': self.dtype}
-
-
-def sum_metrics() -> list[TokenSum]:
-  return [TokenSum(key) for key in SUM_NAMES]

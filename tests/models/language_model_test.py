@@ -46,13 +46,24 @@ class ModelFnTest(tf.test.TestCase):
                                     y=tf.constant(arrays['y']))
     output = model.forward_pass(batch, training=False)
     self.assertEqual(output.predictions.shape, (3, preset.seq_len, 14))
+    # A second batch: the metrics are sums over every forward pass.
+    model.forward_pass(batch, training=False)
     reported = model.report_local_unfinalized_metrics()
-    self.assertContainsSubset(metrics.SUM_NAMES, reported)
+    self.assertCountEqual(reported,
+                          ['loss_sum', 'token_count', 'num_examples'])
     expected = metrics.token_sums(batch['y'], output.predictions)
-    for name in metrics.SUM_NAMES:
-      self.assertAllClose(np.sum(reported[name]), expected[name], rtol=1e-6)
-    self.assertEqual(float(np.sum(reported['token_count'])),
-                     3 * preset.seq_len - 1)
+    self.assertAllClose(reported['loss_sum'][0], 2 * expected['loss_sum'],
+                        rtol=1e-6)
+    self.assertEqual(float(reported['token_count'][0]),
+                     2 * (3 * preset.seq_len - 1))
+    self.assertEqual(float(reported['num_examples'][0]), 6)
+    finalizers = model.metric_finalizers()
+    self.assertEqual(float(finalizers['num_examples'](
+        reported['num_examples'])), 6)
+    model.reset_metrics()
+    self.assertEqual(
+        [float(v[0]) for v in model.report_local_unfinalized_metrics().values()],
+        [0.0, 0.0, 0.0])
     # The training loss is the mean over counted tokens.
     self.assertAllClose(output.loss,
                         expected['loss_sum'] / expected['token_count'],

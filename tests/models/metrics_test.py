@@ -58,31 +58,15 @@ class TokenSumsTest(tf.test.TestCase):
       self.assertEqual(float(sums[name]), 0.0)
 
 
-class TokenSumMetricTest(tf.test.TestCase):
+class LossAndCountTest(tf.test.TestCase):
 
-  def test_accumulates_exact_sums_over_batches(self):
-    batches = [_batch(seed) for seed in range(3)]
-    expected = {name: 0.0 for name in metrics.SUM_NAMES}
-    for targets, logits in batches:
-      for name, value in _numpy_sums(targets, logits).items():
-        expected[name] += value
-    metric_list = metrics.sum_metrics()
-    self.assertEqual([m.name for m in metric_list], list(metrics.SUM_NAMES))
-    for targets, logits in batches:
-      for metric in metric_list:
-        metric.update_state(tf.constant(targets), tf.constant(logits))
-    for metric in metric_list:
-      self.assertAllClose(metric.result(), expected[metric.key], rtol=1e-5)
-    self.assertEqual(float(metric_list[1].result()), 3 * (3 * 4 - 2))
-
-  def test_unknown_key_raises(self):
-    with self.assertRaisesRegex(ValueError, 'unknown sum'):
-      metrics.TokenSum('mean_loss')
-
-  def test_config_round_trip(self):
-    metric = metrics.TokenSum('correct_count')
-    copy = metrics.TokenSum.from_config(metric.get_config())
-    self.assertEqual(copy.key, 'correct_count')
+  def test_equals_the_token_sums(self):
+    targets, logits = _batch(2)
+    loss_sum, token_count = metrics.loss_and_count(tf.constant(targets),
+                                                   tf.constant(logits))
+    expected = _numpy_sums(targets, logits)
+    self.assertAllClose(loss_sum, expected['loss_sum'], rtol=1e-5)
+    self.assertEqual(float(token_count), expected['token_count'])
 
 
 class MaskedCrossEntropyTest(tf.test.TestCase):
