@@ -1,0 +1,65 @@
+r"""How the plain-TF training step of a preset scales with the batch size.
+
+  .venv/bin/python -m benchmarks.batch_scaling --model=small
+
+Prints, for each batch size, the median seconds of one training step on
+random windows and the GFLOP/s it achieves (FLOPs as in `hardware`), beside the
+machine's matmul peak: what bounds the reference's fraction of peak.
+"""
+
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import hardware
+from gpfl_tff.models import language_model
+from gpfl_tff.models import metrics
+
+MODEL = flags.DEFINE_enum('model', 'small', list(language_model.PRESETS),
+                          'Model size preset.')
+BATCHES = flags.DEFINE_list('batch_sizes', ['16', '64', '256'],
+                            'Batch sizes (sequences) to time.')
+STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps per batch size.')
+
+
+def main(argv):
+  del argv
+  preset = language_model.PRESETS[MODEL.value]
+  num_tokens = preset.vocab_size + 4
+  model = language_model.build_keras_model(preset, num_tokens)
+  loss_fn = metrics.MaskedCrossEntropy()
+  optimizer = tf.keras.optimizers.SGD(0.1)
+
+  @tf.function
+  def step(x):
+    with tf.GradientTape() as tape:
+      loss = loss_fn(x, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+  forward = hardware.forward_flops_per_token(
+      preset.embedding_size, preset.lstm_units, preset.projection_size,
+      num_tokens)
+  peak = hardware.matmul_peak_gflops()
+  print(f'model={MODEL.value} peak_gflops={peak:.1f}')
+  for batch in (int(b) for b in BATCHES.value):
+    x = tf.constant(np.random.default_rng(0).integers(
+        4, num_tokens, size=(batch, preset.seq_len)), tf.int32)
+    step(x).numpy()
+    times = []
+    for _ in range(STEPS.value):
+      start = time.perf_counter()
+      step(x).numpy()
+      times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
+    gflops = hardware.stage_flops(forward, batch * preset.seq_len, 0) / seconds / 1e9
+    print(f'batch={batch} step_s={seconds:.4f} gflops={gflops:.2f} '
+          f'fraction_of_peak={gflops / peak:.3f}')
+
+
+if __name__ == '__main__':
+  app.run(main)
