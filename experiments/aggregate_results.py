@@ -7,7 +7,13 @@ Prints a markdown table per split: for each method, the mean and the sample
 standard deviation over the runs of the token-weighted perplexity, the
 accuracy, the median client perplexity and the share of clients better served
 than by `fl`, and the mean perplexity of the quartile of clients with the least
-training data.
+training data, and the paired difference against groupperfl (mean over runs
+of each run's token-weighted log-perplexity difference; see
+`gpfl_tff.evaluation.paired`).
+
+Runs are pooled only if they differ in nothing but the seed: the dataset and
+every flag recorded in results.json (except --seed and --output_dir) must be
+equal, or the binary ends with one `error:` line naming the first difference.
 """
 
 import json
@@ -38,15 +44,38 @@ def _spread(values: list[float], digits: int) -> str:
   return f'{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}'
 
 
+# Flags that may differ between pooled runs.
+_FREE_FLAGS = ('seed', 'output_dir')
+
+
+def check_poolable(runs: list[dict], names: list[str]) -> str | None:
+  """The first difference other than the seed between runs, or None."""
+  first = runs[0]
+  for run, name in zip(runs[1:], names[1:]):
+    for key in ('eval_split', 'dataset'):
+      if key in first and run.get(key) != first.get(key):
+        return f'{name}: {key} differs from {names[0]}'
+    if tuple(run['methods']) != tuple(first['methods']):
+      return f'{name}: methods differ from {names[0]}'
+    flags_a, flags_b = first.get('flags', {}), run.get('flags', {})
+    for flag in sorted(set(flags_a) | set(flags_b)):
+      if flag not in _FREE_FLAGS and flags_a.get(flag) != flags_b.get(flag):
+        return (f'{name}: --{flag}={flags_b.get(flag)} differs from '
+                f'--{flag}={flags_a.get(flag)} in {names[0]}')
+  return None
+
+
 def table(runs: list[dict]) -> str:
   split = runs[0]['eval_split']
   methods = [m for m in methods_lib.METHODS if m in runs[0]['methods']]
   lines = [f'| method | {split} perplexity | accuracy | client ppl median | '
-           'share better than fl | Q1 (least data) perplexity |',
-           '|---|---|---|---|---|---|']
+           'share better than fl | Q1 (least data) perplexity | '
+           'vs groupperfl (log ppl) |',
+           '|---|---|---|---|---|---|---|']
   for method in methods:
     reports = [run['methods'][method][split] for run in runs]
     shares = [r['share_better_than_fl'] for r in reports]
+    paired = [run.get('paired', {}).get(method) for run in runs]
     lines.append(' | '.join([
         f'| {method}',
         _spread([r['perplexity'] for r in reports], 2),
@@ -55,6 +84,7 @@ def table(runs: list[dict]) -> str:
         '-' if None in shares else _spread(shares, 3),
         _spread([r['by_train_size_quartile'][0]['perplexity']
                  for r in reports], 2),
+        '-' if None in paired else _spread([p['mean'] for p in paired], 4),
     ]) + ' |')
   return '\n'.join(lines)
 
@@ -65,10 +95,9 @@ def main(argv):
     dataset_flags.fail('give one or more output folders of '
                        'run_group_personalization')
   runs = [_load(d) for d in directories]
-  splits = {run['eval_split'] for run in runs}
-  method_sets = {tuple(run['methods']) for run in runs}
-  if len(splits) > 1 or len(method_sets) > 1:
-    dataset_flags.fail('the runs differ in eval split or methods')
+  difference = check_poolable(runs, directories)
+  if difference is not None:
+    dataset_flags.fail(f'refusing to pool runs: {difference}')
   seeds = [run['stages']['seed'] for run in runs]
   print(f'{len(runs)} runs, seeds {seeds}; mean ± standard deviation over '
         'runs')

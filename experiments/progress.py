@@ -60,9 +60,8 @@ class Progress:
                             bar_format='{desc}: {n}/{total} {bar} '
                             '[{elapsed}<{remaining}{postfix}]')
       self._bar_stage = stage
-    self._bar.n = done
     self._bar.set_postfix_str(f'run left ~{run_left}', refresh=False)
-    self._bar.refresh()
+    self._bar.update(done - self._bar.n)
     if done >= total:
       self._close_bar()
 

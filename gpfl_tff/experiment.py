@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from gpfl_tff.data import batches as batches_lib
 from gpfl_tff.data import client_data
 from gpfl_tff.data import text
+from gpfl_tff.evaluation import paired
 from gpfl_tff.evaluation import summary
 from gpfl_tff.learning import local
 from gpfl_tff.learning import methods as methods_lib
@@ -68,10 +69,19 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
       m: {stage_config.eval_split: summary.summarize(
           sums, data.client_to_group, train_tokens,
           None if m == 'fl' else reference),
-          'stages': tree.stages_of(m)}
+          'stages': tree.stages_of(m), 'budget': tree.budget(m)}
       for m, sums in client_sums.items()}
+  # Every method against groupperfl, on the same clients and tokens:
+  # negative means groupperfl is better.
+  paired_results = {}
+  if 'groupperfl' in client_sums:
+    paired_results = {
+        m: paired.difference(client_sums['groupperfl'], sums,
+                             seed=stage_config.seed)
+        for m, sums in client_sums.items() if m != 'groupperfl'}
   results = {
       'methods': reports,
+      'paired': paired_results,
       'eval_split': stage_config.eval_split,
       'groups_kept_start': sorted(tree.groups_kept_start),
       'evaluated_clients': len(train_tokens),

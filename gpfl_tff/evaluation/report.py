@@ -11,25 +11,40 @@ import numpy as np
 import tensorflow as tf
 
 from gpfl_tff.evaluation import summary
+from gpfl_tff.models import metrics
 
 
 def methods_table(results: dict) -> str:
-  """The methods as a markdown table (lower perplexity is better)."""
+  """The methods as a markdown table (lower perplexity is better).
+
+  `vs groupperfl` is the paired difference in log-perplexity, groupperfl
+  minus the method, with its 95 % bootstrap interval over clients (negative:
+  groupperfl is better); budgets are rounds on the path and client updates.
+  """
   split = results['eval_split']
+  paired = results.get('paired', {})
   lines = [
       f'| method | {split} perplexity | accuracy | client ppl median | '
-      'p10 | p90 | max | share better than fl |',
-      '|---|---|---|---|---|---|---|---|',
+      'p10 | p90 | share better than fl | vs groupperfl [95% CI] | '
+      'rounds | client updates |',
+      '|---|---|---|---|---|---|---|---|---|---|',
   ]
   for name, report in results['methods'].items():
     r = report[split]
     dist = r['client_perplexity']
     share = r['share_better_than_fl']
+    budget = report.get('budget', {})
+    versus = paired.get(name)
     lines.append(
         f"| {name} | {r['perplexity']:.2f} | {r['accuracy']:.4f} | "
         f"{dist['median']:.2f} | {dist['p10']:.2f} | {dist['p90']:.2f} | "
-        f"{dist['max']:.2f} | "
-        f"{'-' if share is None else f'{share:.3f}'} |")
+        f"{'-' if share is None else f'{share:.3f}'} | "
+        + ('-' if versus is None else
+           f"{versus['mean']:+.4f} [{versus['ci_low']:+.4f}, "
+           f"{versus['ci_high']:+.4f}]")
+        + f" | {budget.get('rounds', '-')} | "
+        f"{budget.get('client_updates', '-')}"
+        + (' + tuning' if budget.get('finetuned') else '') + ' |')
   return '\n'.join(lines)
 
 
@@ -64,14 +79,13 @@ def write_clients_csv(path: str, client_sums: dict,
   with open(path, 'w', newline='', encoding='utf-8') as f:
     writer = csv.writer(f)
     writer.writerow(['method', 'client_id', 'group', 'train_tokens',
-                     'loss_sum', 'token_count', 'correct_count',
-                     'perplexity', 'best_epoch'])
+                     *metrics.SUM_NAMES, 'perplexity', 'best_epoch'])
     for method, sums_by_client in client_sums.items():
       for client_id in sorted(sums_by_client):
         s = sums_by_client[client_id]
         writer.writerow([method, client_id, client_to_group[client_id],
                          train_tokens[client_id], f"{s['loss_sum']:.6f}",
-                         int(s['token_count']), int(s['correct_count']),
+                         *(int(s[k]) for k in metrics.SUM_NAMES[1:]),
                          f'{summary.perplexity(s):.6f}',
                          # The kept fine-tuning epoch; empty if not tuned.
                          int(s['best_epoch']) if 'best_epoch' in s else ''])

@@ -1,9 +1,11 @@
 """Exact metrics from per-client sums: overall, per group, over clients.
 
-Per-client sums (loss_sum, token_count, correct_count; see
-`gpfl_tff.models.metrics`) are added, never averaged, before perplexity =
-exp(loss_sum / token_count) and accuracy = correct_count / token_count are
-formed. The distribution over clients uses each client's own perplexity.
+Per-client sums (loss_sum, token_count, correct_count, word_count,
+word_correct_count; see `gpfl_tff.models.metrics`) are added, never averaged,
+before perplexity = exp(loss_sum / token_count), accuracy =
+word_correct_count / word_count (word targets only, as TFF's Stack Overflow
+baselines count it) and accuracy_with_oov_eos = correct_count / token_count
+are formed. The distribution over clients uses each client's own perplexity.
 """
 
 import math
@@ -11,15 +13,21 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from gpfl_tff.models import metrics
+
 Sums = Mapping[str, float]
 
 
 def add(sums: Iterable[Sums]) -> dict[str, float]:
-  total = {'loss_sum': 0.0, 'token_count': 0.0, 'correct_count': 0.0}
+  total = {key: 0.0 for key in metrics.SUM_NAMES}
   for s in sums:
     for key in total:
       total[key] += float(s[key])
   return total
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+  return numerator / denominator if denominator > 0 else float('nan')
 
 
 def perplexity(sums: Sums) -> float:
@@ -29,14 +37,19 @@ def perplexity(sums: Sums) -> float:
 
 
 def accuracy(sums: Sums) -> float:
-  if sums['token_count'] <= 0:
-    return float('nan')
-  return sums['correct_count'] / sums['token_count']
+  """Share of word targets predicted exactly (<oov>, <eos> excluded)."""
+  return _ratio(sums['word_correct_count'], sums['word_count'])
+
+
+def accuracy_with_oov_eos(sums: Sums) -> float:
+  """Share of every counted target predicted exactly."""
+  return _ratio(sums['correct_count'], sums['token_count'])
 
 
 def _totals(client_sums: Mapping[str, Sums], clients: list[str]) -> dict:
   total = add(client_sums[c] for c in clients)
   return {'perplexity': perplexity(total), 'accuracy': accuracy(total),
+          'accuracy_with_oov_eos': accuracy_with_oov_eos(total),
           'token_count': total['token_count'], 'clients': len(clients)}
 
 

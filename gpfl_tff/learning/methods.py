@@ -1,18 +1,36 @@
 """The methods compared, as paths through one tree of stages.
 
-  method       stages                                  evaluated
-  local_only   local from the initial weights          after fine-tuning
-  fl           global                                  as is
-  fl_matched   global, continued for group_rounds more as is
-  perfl        global -> local                         after fine-tuning
-  groupfl      global -> group                         as is
-  groupperfl   global -> group -> local                after fine-tuning
-  group_only   group from the initial weights, for     as is
-               global_rounds + group_rounds (the same
-               budget as global -> group)
+Two tables declare everything; adding a method is one row of `METHOD_TABLE`
+(and a new kind of federated stage one row of `STAGE_TABLE`).
+
+`STAGE_TABLE`: the federated stages, each continuing from a parent:
+  stage       parent   clients     rounds
+  global      initial  all         global_rounds
+  fl_matched  global   all         group_rounds (same rounds per path as
+                                   global -> group; continues global's state)
+  fl_compute  global   all         as many client updates as every group
+                                   stage together (continues global's state)
+  group       global   per group   group_rounds (a fresh process state per
+                                   group, from the global weights)
+  group_only  initial  per group   global_rounds + group_rounds
+
+`METHOD_TABLE`: a method is the weights of one stage (or `initial`),
+evaluated as they are or after local fine-tuning, or a reference row:
+  local_only     initial + local         fl_compute     fl_compute
+  fl             global                  perfl_compute  fl_compute + local
+  fl_matched     fl_matched              groupfl        group
+  perfl_matched  fl_matched + local      groupperfl     group + local
+  perfl          global + local          group_only     group_only
+  unigram, group_unigram: add-one unigram models of all clients' or the
+  client's group's train targets (`gpfl_tff.models.unigram`).
 
 Each stage runs once and is shared by every method on its path (`StageTree`
 memoizes them). One learning process serves every federated stage.
+
+Budgets (`StageTree.budget`): rounds on the method's path (the rounds that
+led to one client's model) and client updates (every client's local training
+in every round of every stage on the path, all groups together), plus
+whether each evaluated client was fine-tuned.
 
 Group stage rule: a group with fewer than `min_group_clients` clients is not
 trained; it keeps its start weights, and `groups_kept_start` lists it.
@@ -23,6 +41,7 @@ method; training always uses every client.
 """
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -31,21 +50,65 @@ import numpy as np
 from gpfl_tff.data import batches as batches_lib
 from gpfl_tff.learning import local
 from gpfl_tff.learning import training
+from gpfl_tff.models import unigram
 
-METHODS = ('local_only', 'fl', 'fl_matched', 'perfl', 'groupfl', 'groupperfl',
-           'group_only')
-# method -> (weights it starts from, whether it is fine-tuned per client)
-_PATHS = {
-    'local_only': ('initial', True),
-    'fl': ('global', False),
-    'fl_matched': ('fl_matched', False),
-    'perfl': ('global', True),
-    'groupfl': ('group', False),
-    'groupperfl': ('group', True),
-    'group_only': ('group_only', False),
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """A federated stage: `rounds(config)` rounds from its parent's model.
+
+  per_group: one run per group over that group's clients, each from a fresh
+    process state holding the parent's weights; else one run over all
+    clients, continuing the parent's process state.
+  seed: the stage's client-sampling stream.
+  """
+  parent: str
+  per_group: bool
+  rounds: Callable[['StageConfig'], int] | None
+  seed: int
+
+
+STAGE_TABLE = {
+    'global': Stage('initial', False, lambda c: c.global_rounds, seed=1),
+    'fl_matched': Stage('global', False, lambda c: c.group_rounds, seed=2),
+    # Rounds follow from the group stages' client updates (`_rounds`).
+    'fl_compute': Stage('global', False, None, seed=6),
+    'group': Stage('global', True, lambda c: c.group_rounds, seed=3),
+    'group_only': Stage('initial', True,
+                        lambda c: c.global_rounds + c.group_rounds, seed=4),
 }
-# Seeds of the client-sampling streams, one per federated stage.
-_STAGE_SEEDS = {'global': 1, 'fl_matched': 2, 'group': 3, 'group_only': 4}
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """Evaluate the weights of `start`; fine-tune each client first if asked.
+
+  start: `initial`, a stage of STAGE_TABLE, or for reference rows
+  `unigram` / `group_unigram`.
+  """
+  start: str
+  finetune: bool = False
+
+  @property
+  def reference(self) -> bool:
+    return self.start in ('unigram', 'group_unigram')
+
+
+METHOD_TABLE = {
+    'local_only': Method('initial', finetune=True),
+    'fl': Method('global'),
+    'fl_matched': Method('fl_matched'),
+    'perfl_matched': Method('fl_matched', finetune=True),
+    'fl_compute': Method('fl_compute'),
+    'perfl_compute': Method('fl_compute', finetune=True),
+    'perfl': Method('global', finetune=True),
+    'groupfl': Method('group'),
+    'groupperfl': Method('group', finetune=True),
+    'group_only': Method('group_only'),
+    'unigram': Method('unigram'),
+    'group_unigram': Method('group_unigram'),
+}
+METHODS = tuple(METHOD_TABLE)
 _EVAL_SEED = 5
 
 
@@ -78,7 +141,7 @@ class StageConfig:
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
-  unknown = [m for m in methods if m not in METHODS]
+  unknown = [m for m in methods if m not in METHOD_TABLE]
   if unknown or not methods:
     raise ValueError(f'unknown methods {unknown} (choose from '
                      f'{", ".join(METHODS)} or all)')
@@ -144,7 +207,7 @@ class StageTree:
     return self._cache[name]
 
   def _rng(self, stage: str, index: int = 0) -> np.random.Generator:
-    return np.random.default_rng([self.config.seed, _STAGE_SEEDS[stage],
+    return np.random.default_rng([self.config.seed, STAGE_TABLE[stage].seed,
                                   index])
 
   def _train(self, stage: str, state, client_ids, rounds, rng):
@@ -152,6 +215,7 @@ class StageTree:
       self.history.setdefault(stage, []).append(record)
       self.on_progress(stage, record['round'], rounds)
 
+    self.on_progress(stage, 0, rounds)
     state, _ = training.run_rounds(
         self.process, state, client_ids,
         lambda c: self.batches.dataset('train', c,
@@ -161,55 +225,107 @@ class StageTree:
 
   # Federated stages -----------------------------------------------------
 
-  def global_state(self):
-    return self._stage('global', lambda: self._train(
-        'global', training.start_state(self.process, self._initial),
-        self.data.client_ids, self.config.global_rounds, self._rng('global')))
+  def _trained_groups(self) -> list[str]:
+    return [g for g in self.data.groups if len(self.data.clients_in_group(g))
+            >= self.config.min_group_clients]
+
+  def _updates_per_round(self, clients: int) -> int:
+    return min(clients, self.training_config.clients_per_round)
+
+  def _rounds(self, stage: str) -> int:
+    """Rounds of `stage` (per group for per-group stages)."""
+    rule = STAGE_TABLE[stage].rounds
+    if rule is not None:
+      return rule(self.config)
+    # fl_compute: as many client updates as all group stages together.
+    updates = self.client_updates('group')
+    return math.ceil(updates / self._updates_per_round(len(self.data.client_ids)))
+
+  def client_updates(self, stage: str) -> int:
+    """Client updates (local trainings) of one stage, all groups together."""
+    if STAGE_TABLE[stage].per_group:
+      return sum(self._rounds(stage) * self._updates_per_round(
+          len(self.data.clients_in_group(g))) for g in self._trained_groups())
+    return self._rounds(stage) * self._updates_per_round(
+        len(self.data.client_ids))
+
+  def path(self, start: str) -> list[str]:
+    """The federated stages that lead to `start`, first to last."""
+    stages = []
+    while start in STAGE_TABLE:
+      stages.insert(0, start)
+      start = STAGE_TABLE[start].parent
+    return stages
+
+  def _state(self, stage: str):
+    """The process state after a whole-population stage."""
+    spec = STAGE_TABLE[stage]
+    if spec.parent == 'initial':
+      parent = training.start_state(self.process, self._initial)
+    else:
+      parent = self._state(spec.parent)
+    return self._stage(stage, lambda: self._train(
+        stage, parent, self.data.client_ids, self._rounds(stage),
+        self._rng(stage)))
 
   def weights(self, start: str):
-    """Weights of one start point: initial, global or fl_matched."""
+    """Weights of a whole-population start point (`initial` or a stage)."""
     if start == 'initial':
       return self._initial
-    if start == 'global':
-      return self.process.get_model_weights(self.global_state())
-    if start == 'fl_matched':
-      state = self._stage('fl_matched', lambda: self._train(
-          'fl_matched', self.global_state(), self.data.client_ids,
-          self.config.group_rounds, self._rng('fl_matched')))
-      return self.process.get_model_weights(state)
-    raise ValueError(f'unknown start {start!r}')
+    if STAGE_TABLE[start].per_group:
+      raise ValueError(f'{start} has weights per group; use group_weights')
+    return self.process.get_model_weights(self._state(start))
+
+  def global_state(self):
+    return self._state('global')
 
   def group_weights(self, stage: str) -> dict:
-    """Weights per group: stage `group` (from global) or `group_only`."""
-    if stage == 'group':
-      return self._stage('group', lambda: self._train_groups(
-          'group', self.weights('global'), self.config.group_rounds))
-    return self._stage('group_only', lambda: self._train_groups(
-        'group_only', self._initial,
-        self.config.global_rounds + self.config.group_rounds))
+    """Weights per group of a per-group stage."""
+    spec = STAGE_TABLE[stage]
+    return self._stage(stage, lambda: self._train_groups(
+        stage, self.weights(spec.parent), self._rounds(stage)))
 
   def _train_groups(self, stage: str, start_weights, rounds: int) -> dict:
     weights = {}
+    trained = self._trained_groups()
     for index, group in enumerate(self.data.groups):
-      clients = self.data.clients_in_group(group)
-      if len(clients) < self.config.min_group_clients:
+      if group not in trained:
         weights[group] = start_weights
         if group not in self.groups_kept_start:
           self.groups_kept_start.append(group)
         continue
       state = self._train(f'{stage}/{group}',
                           training.start_state(self.process, start_weights),
-                          clients, rounds, self._rng(stage, index))
+                          self.data.clients_in_group(group), rounds,
+                          self._rng(stage, index))
       weights[group] = self.process.get_model_weights(state)
     return weights
 
   # Evaluation -----------------------------------------------------------
 
   def _weights_by_group(self, start: str) -> dict:
-    if start in ('group', 'group_only'):
+    if start in STAGE_TABLE and STAGE_TABLE[start].per_group:
       return self.group_weights(start)
     weights = self.weights(start)
     return {group: weights for group in self.data.groups}
+
+  def _evaluate_reference(self, start: str) -> dict:
+    """client -> sums of a unigram model (of all clients or of its group)."""
+    num_tokens = self.batches.encoder.num_tokens
+    split = self.config.eval_split
+    fitted = {}
+    results = {}
+    for group, clients in self.eval_clients.items():
+      key = group if start == 'group_unigram' else None
+      if key not in fitted:
+        owners = (self.data.clients_in_group(group) if key is not None
+                  else self.data.client_ids)
+        fitted[key] = unigram.fit(
+            (self.batches.arrays('train', c)['y'] for c in owners), num_tokens)
+      for client in clients:
+        results[client] = unigram.sums(fitted[key],
+                                       self.batches.arrays(split, client)['y'])
+    return results
 
   def _evaluate_start(self, start: str, finetune: bool) -> dict:
     """client -> test sums of the weights of `start`, fine-tuned or not."""
@@ -219,7 +335,9 @@ class StageTree:
     results = {}
     total = sum(len(c) for c in self.eval_clients.values())
     label = self._eval_label(start, finetune)
-    for group, weights in self._weights_by_group(start).items():
+    weights_by_group = self._weights_by_group(start)  # May train stages.
+    self.on_progress(label, 0, total)
+    for group, weights in weights_by_group.items():
       clients = self.eval_clients[group]
       for begin in range(0, len(clients), self.config.eval_chunk):
         chunk = clients[begin:begin + self.config.eval_chunk]
@@ -242,9 +360,27 @@ class StageTree:
 
   def evaluate(self, method: str) -> dict:
     """client id -> evaluation sums of `method` (each stage computed once)."""
-    start, finetune = _PATHS[method]
-    name = f'local/{start}' if finetune else f'eval/{start}'
-    return self._stage(name, lambda: self._evaluate_start(start, finetune))
+    spec = METHOD_TABLE[method]
+    if spec.reference:
+      return self._stage(f'eval/{spec.start}',
+                         lambda: self._evaluate_reference(spec.start))
+    name = (f'local/{spec.start}' if spec.finetune else f'eval/{spec.start}')
+    return self._stage(name, lambda: self._evaluate_start(spec.start,
+                                                          spec.finetune))
+
+  def stages_of(self, method: str) -> list[str]:
+    """Names of the stages `method` depends on, for timing reports."""
+    spec = METHOD_TABLE[method]
+    last = f'local/{spec.start}' if spec.finetune else f'eval/{spec.start}'
+    return self.path(spec.start) + [last]
+
+  def budget(self, method: str) -> dict:
+    """Rounds on the method's path, client updates, and fine-tuning."""
+    spec = METHOD_TABLE[method]
+    stages = self.path(spec.start)
+    return {'rounds': sum(self._rounds(s) for s in stages),
+            'client_updates': sum(self.client_updates(s) for s in stages),
+            'finetuned': spec.finetune}
 
   def plan(self, methods: Sequence[str]) -> dict[str, tuple[int, float]]:
     """What the `methods` will run: progress label -> (steps, work).
@@ -253,43 +389,28 @@ class StageTree:
     stage, evaluated clients of an evaluation). Work is a rough cost in
     client-epochs of training, for an estimate of the whole run's time left.
     """
-    rounds = {'global': self.config.global_rounds,
-              'fl_matched': self.config.group_rounds,
-              'group': self.config.group_rounds,
-              'group_only': (self.config.global_rounds
-                             + self.config.group_rounds)}
-    per_round = self.training_config.client_epochs
+    epochs = self.training_config.client_epochs
     evaluated = sum(len(c) for c in self.eval_clients.values())
     plan = {}
     for method in methods:
-      for stage in self.stages_of(method):
-        kind, _, start = stage.partition('/')
-        if kind in ('global', 'fl_matched'):
-          plan[kind] = (rounds[kind], rounds[kind] * per_round *
-                        self.training_config.clients_per_round)
-        elif kind in ('group', 'group_only'):
-          for group in self.data.groups:
+      spec = METHOD_TABLE[method]
+      if spec.reference:
+        continue
+      for stage in self.path(spec.start):
+        rounds = self._rounds(stage)
+        if STAGE_TABLE[stage].per_group:
+          for group in self._trained_groups():
             clients = len(self.data.clients_in_group(group))
-            if clients >= self.config.min_group_clients:
-              plan[f'{kind}/{group}'] = (rounds[kind], rounds[kind] * per_round
-                                         * min(clients, self.training_config
-                                               .clients_per_round))
+            plan[f'{stage}/{group}'] = (
+                rounds, rounds * epochs * self._updates_per_round(clients))
         else:
-          finetune = kind == 'local'
-          # Evaluation costs about a third of a training epoch.
-          per_client = (self.config.finetune_epochs + 1 if finetune else 0.3)
-          plan[self._eval_label(start, finetune)] = (evaluated,
-                                                     evaluated * per_client)
+          plan[stage] = (rounds, self.client_updates(stage) * epochs)
+      # Evaluation costs about a third of a training epoch.
+      per_client = (self.config.finetune_epochs + 1 if spec.finetune else 0.3)
+      plan[self._eval_label(spec.start, spec.finetune)] = (
+          evaluated, evaluated * per_client)
     return plan
 
   @staticmethod
   def _eval_label(start: str, finetune: bool) -> str:
     return f'eval {start}' + (' + local' if finetune else '')
-
-  def stages_of(self, method: str) -> list[str]:
-    """Names of the stages `method` depends on, for timing reports."""
-    start, finetune = _PATHS[method]
-    stages = {'initial': [], 'global': ['global'],
-              'fl_matched': ['global', 'fl_matched'],
-              'group': ['global', 'group'], 'group_only': ['group_only']}[start]
-    return stages + [f'local/{start}' if finetune else f'eval/{start}']

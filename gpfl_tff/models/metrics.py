@@ -2,7 +2,14 @@
 
 Counted tokens are the targets that are not padding (id 0); see
 `gpfl_tff.data.text` for the rule. Perplexity = exp(loss_sum / token_count)
-and accuracy = correct_count / token_count are formed only after summing.
+is formed only after summing.
+
+Accuracy follows TFF's Stack Overflow next-word baselines: word_count counts
+the targets that are words (not <pad>, <oov>, <bos> or <eos>), and
+word_correct_count those of them predicted exactly; accuracy =
+word_correct_count / word_count. A prediction of <oov> or <eos> for a word is
+a miss. correct_count / token_count, the share over every counted target
+(<oov> and <eos> hits included), is kept as `accuracy_with_oov_eos`.
 """
 
 import collections
@@ -34,8 +41,24 @@ def _correct_count(targets, logits):
       tf.cast(tf.equal(predicted, targets), tf.float32) * _mask(targets))
 
 
+def _word_mask(targets):
+  return tf.cast(targets >= len(text.SPECIAL_TOKENS), tf.float32)
+
+
+def _word_count(targets, logits):
+  del logits
+  return tf.reduce_sum(_word_mask(targets))
+
+
+def _word_correct_count(targets, logits):
+  predicted = tf.cast(tf.argmax(logits, axis=-1), targets.dtype)
+  return tf.reduce_sum(
+      tf.cast(tf.equal(predicted, targets), tf.float32) * _word_mask(targets))
+
+
 _SUM_FNS = collections.OrderedDict(
-    loss_sum=_loss_sum, token_count=_token_count, correct_count=_correct_count)
+    loss_sum=_loss_sum, token_count=_token_count, correct_count=_correct_count,
+    word_count=_word_count, word_correct_count=_word_correct_count)
 SUM_NAMES = tuple(_SUM_FNS)
 
 
@@ -47,8 +70,8 @@ def token_sums(targets: tf.Tensor, logits: tf.Tensor) -> collections.OrderedDict
     logits: float32 [batch, time, num_tokens].
 
   Returns:
-    OrderedDict of float32 scalars loss_sum (natural log), token_count and
-    correct_count.
+    OrderedDict of float32 scalars loss_sum (natural log), token_count,
+    correct_count, word_count and word_correct_count.
   """
   return collections.OrderedDict(
       (name, fn(targets, logits)) for name, fn in _SUM_FNS.items())

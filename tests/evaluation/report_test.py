@@ -17,7 +17,8 @@ _TRAIN_TOKENS = {'a1': 50, 'a2': 10, 'b1': 30}
 
 def _sums(mean_loss, token_count=10.0, correct=3.0):
   return {'loss_sum': mean_loss * token_count, 'token_count': token_count,
-          'correct_count': correct}
+          'correct_count': correct, 'word_count': token_count - 2,
+          'word_correct_count': correct - 1}
 
 
 def _client_sums():
@@ -83,7 +84,9 @@ class WriteAllTest(tf.test.TestCase):
     test = written['methods']['groupperfl']['test']
     # Token-weighted over clients: mean loss (1 + 1.5 + 1) / 3.
     self.assertAlmostEqual(test['perplexity'], math.exp(3.5 / 3))
-    self.assertAlmostEqual(test['accuracy'], 0.3)
+    # Words: 8 targets, 2 hits per client; all targets: 10 and 3.
+    self.assertAlmostEqual(test['accuracy'], 0.25)
+    self.assertAlmostEqual(test['accuracy_with_oov_eos'], 0.3)
     self.assertAlmostEqual(test['per_group']['b']['perplexity'], math.exp(1.0))
     self.assertAlmostEqual(test['client_perplexity']['max'], math.exp(1.5))
     self.assertEqual(test['share_better_than_fl'], 1.0)
@@ -112,9 +115,10 @@ class WriteAllTest(tf.test.TestCase):
     self.assertIn(report.methods_table(self.results), text)
     lines = text.splitlines()
     self.assertIn('| method | test perplexity | accuracy | client ppl median '
-                  '| p10 | p90 | max | share better than fl |', lines)
+                  '| p10 | p90 | share better than fl | vs groupperfl '
+                  '[95% CI] | rounds | client updates |', lines)
     fl_row = next(l for l in lines if l.startswith('| fl | '))
-    self.assertStartsWith(fl_row, f'| fl | {math.exp(7 / 3):.2f} | 0.3000 |')
+    self.assertStartsWith(fl_row, f'| fl | {math.exp(7 / 3):.2f} | 0.2500 |')
     self.assertIn('kept their start weights: b', text)
     self.assertIn('## Perplexity by quartile of client training data', text)
 

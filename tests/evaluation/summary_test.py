@@ -9,8 +9,11 @@ from gpfl_tff.evaluation import summary
 
 
 def _sums(loss_sum, token_count, correct_count):
+  # Half of the hits are word hits, so that accuracy (words only) and
+  # accuracy_with_oov_eos differ.
   return {'loss_sum': loss_sum, 'token_count': token_count,
-          'correct_count': correct_count}
+          'correct_count': correct_count, 'word_count': token_count,
+          'word_correct_count': correct_count / 2}
 
 
 # Four clients in two groups; per-client mean losses 1, 2, 0.5 and 3.
@@ -34,7 +37,9 @@ class SumsTest(tf.test.TestCase):
   def test_perplexity_and_accuracy(self):
     self.assertAlmostEqual(summary.perplexity(_sums(200.0, 100.0, 25.0)),
                            math.exp(2.0))
-    self.assertAlmostEqual(summary.accuracy(_sums(200.0, 100.0, 25.0)), 0.25)
+    self.assertAlmostEqual(summary.accuracy(_sums(200.0, 100.0, 25.0)), 0.125)
+    self.assertAlmostEqual(
+        summary.accuracy_with_oov_eos(_sums(200.0, 100.0, 25.0)), 0.25)
 
   def test_no_tokens_is_nan(self):
     self.assertTrue(math.isnan(summary.perplexity(_sums(0.0, 0.0, 0.0))))
@@ -63,7 +68,8 @@ class SummarizeTest(tf.test.TestCase):
   def test_overall_is_token_weighted(self):
     # Token-weighted: exp(200 / 100); a mean of client means would be 1.625.
     self.assertAlmostEqual(self.report['perplexity'], math.exp(2.0))
-    self.assertAlmostEqual(self.report['accuracy'], 0.25)
+    self.assertAlmostEqual(self.report['accuracy'], 0.125)
+    self.assertAlmostEqual(self.report['accuracy_with_oov_eos'], 0.25)
     self.assertEqual(self.report['token_count'], 100.0)
     self.assertEqual(self.report['clients'], 4)
 
@@ -71,7 +77,7 @@ class SummarizeTest(tf.test.TestCase):
     per_group = self.report['per_group']
     self.assertEqual(sorted(per_group), ['a', 'b'])
     self.assertAlmostEqual(per_group['a']['perplexity'], math.exp(70 / 40))
-    self.assertAlmostEqual(per_group['a']['accuracy'], 7 / 40)
+    self.assertAlmostEqual(per_group['a']['accuracy'], 3.5 / 40)
     self.assertAlmostEqual(per_group['b']['perplexity'], math.exp(130 / 60))
     self.assertEqual(per_group['b']['clients'], 2)
     self.assertEqual(per_group['b']['token_count'], 60.0)

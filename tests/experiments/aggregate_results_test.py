@@ -10,7 +10,8 @@ from tests.prepare import prepare_runner
 _MODULE = 'experiments.aggregate_results'
 
 
-def _run_dir(root: str, seed: int, fl_ppl: float, share: float) -> str:
+def _run_dir(root: str, seed: int, fl_ppl: float, share: float,
+             rounds: int = 20) -> str:
   """An output folder holding a minimal results.json of two methods."""
   directory = os.path.join(root, f'seed{seed}')
   os.makedirs(directory)
@@ -22,8 +23,11 @@ def _run_dir(root: str, seed: int, fl_ppl: float, share: float) -> str:
             'by_train_size_quartile': [{'perplexity': ppl + 10}]}
 
   results = {'eval_split': 'test', 'stages': {'seed': seed},
+             'flags': {'seed': seed, 'output_dir': directory,
+                       'global_rounds': rounds, 'dataset': 'bbc'},
              'methods': {'groupperfl': {'test': report(fl_ppl - 20, share)},
-                         'fl': {'test': report(fl_ppl, None)}}}
+                         'fl': {'test': report(fl_ppl, None)}},
+             'paired': {'fl': {'mean': -0.01 * (seed + 1)}}}
   with open(os.path.join(directory, 'results.json'), 'w') as f:
     json.dump(results, f)
   return directory
@@ -48,6 +52,18 @@ class AggregateResultsTest(absltest.TestCase):
     self.assertIn('85.00 ± 7.07', rows[1])
     self.assertIn('0.600 ± 0.141', rows[1])
     self.assertIn('95.00 ± 7.07', rows[1])
+    # fl's paired difference: mean of -0.01 and -0.02.
+    self.assertIn('-0.0150 ± 0.0071', rows[0])
+
+  def test_runs_with_other_flags_are_refused(self):
+    root = self.create_tempdir().full_path
+    dirs = [_run_dir(root, 0, 100.0, 0.5),
+            _run_dir(root, 1, 110.0, 0.7, rounds=50)]
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 2)
+    self.assertLen(run.stderr_lines, 1)
+    self.assertStartsWith(run.stderr_lines[0], 'error: refusing to pool')
+    self.assertIn('--global_rounds=50', run.stderr_lines[0])
 
   def test_missing_results_is_one_error_line(self):
     missing = os.path.join(self.create_tempdir().full_path, 'nothing')

@@ -20,7 +20,8 @@ from gpfl_tff.learning import training
 from tests.learning import synthetic
 
 _CLIENTS_PER_GROUP = {'a': 3, 'b': 3, 'c': 2, 'd': 1}
-_METHODS = ['fl', 'perfl', 'groupfl', 'groupperfl']
+_METHODS = ['fl', 'perfl', 'groupfl', 'groupperfl', 'fl_compute', 'unigram',
+            'group_unigram']
 
 
 class StageTreeTest(tf.test.TestCase):
@@ -82,7 +83,9 @@ class StageTreeTest(tf.test.TestCase):
     stage_runs = self.outcome.results['stage_runs']
     self.assertEqual(
         stage_runs, {'global': 1, 'group': 1, 'eval/global': 1,
-                     'eval/group': 1, 'local/global': 1, 'local/group': 1})
+                     'eval/group': 1, 'local/global': 1, 'local/group': 1,
+                     'fl_compute': 1, 'eval/fl_compute': 1, 'eval/unigram': 1,
+                     'eval/group_unigram': 1})
     self.assertEqual(self.tree.stage_runs, stage_runs)  # Not rerun on demand.
     for method in _METHODS:
       self.assertIs(self.again[method], self.outcome.client_sums[method])
@@ -135,8 +138,50 @@ class StageTreeTest(tf.test.TestCase):
                              plan.items()})
     self.assertCountEqual(
         plan, ['global', 'group/a', 'group/b', 'group/c', 'eval global',
-               'eval group', 'eval global + local', 'eval group + local'])
+               'eval group', 'eval global + local', 'eval group + local',
+               'fl_compute', 'eval fl_compute'])
     self.assertTrue(all(work > 0 for _, work in plan.values()))
+
+  def test_budgets_count_rounds_and_client_updates(self):
+    # 3 clients per round; groups a, b, c (3, 3, 2 clients) train 3 rounds.
+    group_updates = 3 * 3 + 3 * 3 + 3 * 2
+    budget = {m: self.outcome.results['methods'][m]['budget']
+              for m in _METHODS}
+    self.assertEqual(budget['fl'], {'rounds': 3, 'client_updates': 9,
+                                    'finetuned': False})
+    self.assertEqual(budget['groupfl'],
+                     {'rounds': 6, 'client_updates': 9 + group_updates,
+                      'finetuned': False})
+    self.assertTrue(budget['groupperfl']['finetuned'])
+    # fl_compute gets the group stages' client updates: 24 / 3 = 8 rounds.
+    self.assertEqual(budget['fl_compute'],
+                     {'rounds': 3 + 8, 'client_updates': 9 + group_updates,
+                      'finetuned': False})
+    self.assertLen(self.tree.history['fl_compute'], 8)
+    self.assertEqual(budget['unigram']['client_updates'], 0)
+
+  def test_group_unigram_beats_unigram_on_disjoint_groups(self):
+    unigram, group_unigram = (self._per_group('unigram'),
+                              self._per_group('group_unigram'))
+    for group in ('a', 'b', 'c', 'd'):
+      self.assertLess(group_unigram[group], unigram[group], group)
+    # Trained group models beat counting words in their group.
+    groupfl = self._per_group('groupfl')
+    for group in ('a', 'b', 'c'):
+      self.assertLess(groupfl[group], group_unigram[group], group)
+
+  def test_paired_differences_against_groupperfl(self):
+    paired = self.outcome.results['paired']
+    self.assertCountEqual(paired, [m for m in _METHODS if m != 'groupperfl'])
+    # Without fine-tuning groupperfl is groupfl: a difference of exactly 0.
+    self.assertEqual(paired['groupfl']['mean'], 0.0)
+    self.assertEqual(paired['groupfl']['ci_low'], 0.0)
+    # Group models on disjoint vocabularies beat the global model.
+    self.assertLess(paired['fl']['ci_high'], 0.0)
+    for result in paired.values():
+      self.assertLessEqual(result['ci_low'], result['mean'])
+      self.assertGreaterEqual(result['ci_high'], result['mean'])
+      self.assertEqual(result['clients'], len(self.data.client_ids))
 
 
 if __name__ == '__main__':

@@ -12,9 +12,13 @@ def _numpy_sums(targets, logits):
   log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
   mask = targets != 0
   picked = np.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  words = targets >= 4  # Not <pad>, <oov>, <bos> or <eos>.
+  hits = logits.argmax(-1) == targets
   return {'loss_sum': -(picked * mask).sum(),
           'token_count': float(mask.sum()),
-          'correct_count': float(((logits.argmax(-1) == targets) & mask).sum())}
+          'correct_count': float((hits & mask).sum()),
+          'word_count': float(words.sum()),
+          'word_correct_count': float((hits & words).sum())}
 
 
 def _batch(seed, batch=3, time=4, tokens=7, pad_last=2):
@@ -36,6 +40,21 @@ class TokenSumsTest(tf.test.TestCase):
     self.assertEqual(float(sums['token_count']), expected['token_count'])
     self.assertEqual(float(sums['token_count']), 3 * 4 - 2)
     self.assertEqual(float(sums['correct_count']), expected['correct_count'])
+    self.assertEqual(float(sums['word_count']), expected['word_count'])
+    self.assertEqual(float(sums['word_correct_count']),
+                     expected['word_correct_count'])
+
+  def test_words_exclude_oov_and_eos_targets(self):
+    # Targets: a word (5), <oov> (1), <eos> (3), padding; every one predicted.
+    targets = np.array([[5, 1, 3, 0]], np.int32)
+    logits = np.full((1, 4, 7), -5.0, np.float32)
+    for position, target in enumerate(targets[0]):
+      logits[0, position, target] = 5.0
+    sums = metrics.token_sums(tf.constant(targets), tf.constant(logits))
+    self.assertEqual(float(sums['token_count']), 3)
+    self.assertEqual(float(sums['correct_count']), 3)
+    self.assertEqual(float(sums['word_count']), 1)
+    self.assertEqual(float(sums['word_correct_count']), 1)
 
   def test_padding_never_counts(self):
     targets, logits = _batch(1, pad_last=0)
