@@ -39,6 +39,16 @@ MIN_GROUP_CLIENTS = flags.DEFINE_integer(
 EVAL_SPLIT = flags.DEFINE_enum(
     'eval_split', 'test', ['validation', 'test'],
     'Split to report; choose hyperparameters on validation.')
+EVAL_CLIENTS = flags.DEFINE_enum(
+    'eval_clients', 'report', ['report', 'tuning', 'all'],
+    'Which clients are scored: report clients (numbers to publish), tuning '
+    'clients (choose hyperparameters on these only) or all.')
+TUNING_FRACTION = flags.DEFINE_float(
+    'tuning_fraction', 0.2, 'Share of each group\'s clients set apart as '
+    'tuning clients (split by --split_seed, not --seed).')
+SPLIT_SEED = flags.DEFINE_integer(
+    'split_seed', 0, 'Seeds the tuning/report split of clients and the '
+    'evaluated sample.')
 EVAL_CLIENTS_PER_GROUP = flags.DEFINE_integer(
     'eval_clients_per_group', 0, 'Evaluate every method on the same seeded '
     'sample of this many clients per group (0: every client).')
@@ -63,6 +73,8 @@ def main(argv):
     stage_config = common_flags.stage_config(
         global_rounds=GLOBAL_ROUNDS.value, group_rounds=GROUP_ROUNDS.value,
         min_group_clients=MIN_GROUP_CLIENTS.value, eval_split=EVAL_SPLIT.value,
+        eval_clients=EVAL_CLIENTS.value,
+        tuning_fraction=TUNING_FRACTION.value, split_seed=SPLIT_SEED.value,
         eval_clients_per_group=EVAL_CLIENTS_PER_GROUP.value)
   except ValueError as e:
     dataset_flags.fail(str(e))

@@ -35,9 +35,10 @@ whether each evaluated client was fine-tuned.
 Group stage rule: a group with fewer than `min_group_clients` clients is not
 trained; it keeps its start weights, and `groups_kept_start` lists it.
 
-Evaluation covers every client, or with `eval_clients_per_group = K > 0` the
-same seeded sample of K clients per group (all of a smaller group) for every
-method; training always uses every client.
+Evaluation covers the report clients of every group (`split_clients`; or the
+tuning clients, or all), or with `eval_clients_per_group = K > 0` the same
+sample of K of them per group (all of a smaller group) for every method and
+every run seed; training always uses every client.
 """
 
 import dataclasses
@@ -110,6 +111,8 @@ METHOD_TABLE = {
 }
 METHODS = tuple(METHOD_TABLE)
 _EVAL_SEED = 5
+_SPLIT_SEED = 7
+EVAL_CLIENTS = ('report', 'tuning', 'all')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +126,9 @@ class StageConfig:
   min_group_clients: int = 2
   seed: int = 0
   eval_split: str = 'test'
+  eval_clients: str = 'report'
+  tuning_fraction: float = 0.2
+  split_seed: int = 0
   eval_clients_per_group: int = 0
   eval_chunk: int = 100
   eval_batch_size: int = 128
@@ -131,6 +137,12 @@ class StageConfig:
     if self.eval_split not in ('validation', 'test'):
       raise ValueError(f'eval_split must be validation or test, '
                        f'got {self.eval_split!r}')
+    if self.eval_clients not in EVAL_CLIENTS:
+      raise ValueError(f'eval_clients must be one of {", ".join(EVAL_CLIENTS)}'
+                       f', got {self.eval_clients!r}')
+    if not 0.0 <= self.tuning_fraction < 1.0:
+      raise ValueError('tuning_fraction must be in [0, 1), got '
+                       f'{self.tuning_fraction}')
     for name in ('global_rounds', 'group_rounds', 'finetune_epochs',
                  'finetune_patience', 'eval_clients_per_group'):
       if getattr(self, name) < 0:
@@ -138,6 +150,28 @@ class StageConfig:
     for name in ('eval_chunk', 'eval_batch_size'):
       if getattr(self, name) < 1:
         raise ValueError(f'{name} must be at least 1')
+
+
+def split_clients(data, tuning_fraction: float, split_seed: int
+                 ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+  """(tuning, report): group -> client ids, split within each group.
+
+  round(tuning_fraction * n) of a group's n clients, chosen by `split_seed`
+  (not the run seed, so that every run shares the split), are tuning clients:
+  hyperparameters are chosen on them. The rest are report clients, the only
+  ones whose numbers are reported. A group keeps at least one report client.
+  Training uses every client's train split either way.
+  """
+  tuning, report = {}, {}
+  for index, group in enumerate(data.groups):
+    clients = data.clients_in_group(group)
+    count = min(round(tuning_fraction * len(clients)), len(clients) - 1)
+    order = np.random.default_rng([split_seed, _SPLIT_SEED, index]
+                                  ).permutation(len(clients))
+    picked = {clients[i] for i in order[:count]}
+    tuning[group] = sorted(picked)
+    report[group] = [c for c in clients if c not in picked]
+  return tuning, report
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
@@ -179,13 +213,20 @@ class StageTree:
     self.eval_clients = self._sample_eval_clients()
 
   def _sample_eval_clients(self) -> dict[str, list[str]]:
-    """group -> its evaluated clients (sorted)."""
+    """group -> its evaluated clients (sorted); see `split_clients`."""
+    tuning, report = split_clients(self.data, self.config.tuning_fraction,
+                                   self.config.split_seed)
+    role = self.config.eval_clients
     per_group = self.config.eval_clients_per_group
     chosen = {}
     for index, group in enumerate(self.data.groups):
-      clients = self.data.clients_in_group(group)
+      clients = sorted((tuning[group] if role != 'report' else [])
+                       + (report[group] if role != 'tuning' else []))
       if per_group > 0:
-        rng = np.random.default_rng([self.config.seed, _EVAL_SEED, index])
+        # Seeded by the split seed, not the run seed: every seed and every
+        # method scores the same clients.
+        rng = np.random.default_rng([self.config.split_seed, _EVAL_SEED,
+                                     index])
         clients = training.sample_clients(rng, clients, per_group)
       chosen[group] = clients
     return chosen

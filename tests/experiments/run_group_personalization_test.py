@@ -98,8 +98,18 @@ class RunGroupPersonalizationTest(tf.test.TestCase):
         self.assertTrue(math.isfinite(value), (name, test))
       # Over 34 token ids, a model starting from random weights is near 34.
       self.assertBetween(test['perplexity'], 1.0, 100.0)
+      self.assertIn('budget', methods[name])
       self.assertBetween(test['accuracy'], 0.0, 1.0)
-      self.assertEqual(test['clients'], 6)
+      # The report clients: 3 per group less round(0.2 * 3) tuning clients.
+      self.assertEqual(test['clients'], 4)
+    paired = self.results[0]['paired']
+    self.assertCountEqual(paired, [m for m in methods_lib.METHODS
+                                   if m != 'groupperfl'])
+    for result in paired.values():
+      self.assertLessEqual(result['ci_low'], result['ci_high'])
+      self.assertEqual(result['clients'], 4)
+    self.assertEqual(self.results[0]['methods']['unigram']['budget']
+                     ['client_updates'], 0)
     self.assertEqual(self.results[0]['stage_runs'],
                      {name: 1 for name in self.results[0]['stage_runs']})
 
@@ -121,7 +131,7 @@ class RunGroupPersonalizationTest(tf.test.TestCase):
     with open(os.path.join(self.output_dirs[0], 'clients.csv'),
               encoding='utf-8') as f:
       rows = list(csv.DictReader(f))
-    self.assertLen(rows, len(methods_lib.METHODS) * 6)
+    self.assertLen(rows, len(methods_lib.METHODS) * 4)
     with open(os.path.join(self.output_dirs[0], 'summary.md'),
               encoding='utf-8') as f:
       summary_md = f.read()

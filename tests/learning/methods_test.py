@@ -36,7 +36,7 @@ class StageTreeTest(tf.test.TestCase):
         batch_size=4)
     cls.stage_config = methods.StageConfig(
         global_rounds=3, group_rounds=3, finetune_epochs=0,
-        min_group_clients=2, seed=0)
+        min_group_clients=2, seed=0, eval_clients='all')
     with mock.patch.object(
         training, 'build_process',
         wraps=training.build_process) as build_process, mock.patch.object(
@@ -182,6 +182,42 @@ class StageTreeTest(tf.test.TestCase):
       self.assertLessEqual(result['ci_low'], result['mean'])
       self.assertGreaterEqual(result['ci_high'], result['mean'])
       self.assertEqual(result['clients'], len(self.data.client_ids))
+
+
+class _Data:
+  """The part of GroupedClientData that `split_clients` reads."""
+
+  def __init__(self, sizes):
+    self.groups = sorted(sizes)
+    self._clients = {g: [f'{g}-{i:02d}' for i in range(n)]
+                     for g, n in sizes.items()}
+
+  def clients_in_group(self, group):
+    return self._clients[group]
+
+
+class SplitClientsTest(absltest.TestCase):
+
+  def test_split_per_group_by_fraction_and_seed_only(self):
+    data = _Data({'a': 10, 'b': 5, 'c': 1})
+    tuning, report = methods.split_clients(data, 0.2, split_seed=0)
+    self.assertEqual({g: len(c) for g, c in tuning.items()},
+                     {'a': 2, 'b': 1, 'c': 0})
+    for group in data.groups:
+      self.assertCountEqual(tuning[group] + report[group],
+                            data.clients_in_group(group))
+      self.assertNotEmpty(report[group])
+    # The same split every time; another split seed gives another split.
+    self.assertEqual(methods.split_clients(data, 0.2, 0), (tuning, report))
+    others = [methods.split_clients(data, 0.2, seed)[0]['a']
+              for seed in range(1, 6)]
+    self.assertTrue(any(o != tuning['a'] for o in others))
+
+  def test_bad_settings(self):
+    with self.assertRaisesRegex(ValueError, 'tuning_fraction'):
+      methods.StageConfig(tuning_fraction=1.0)
+    with self.assertRaisesRegex(ValueError, 'eval_clients'):
+      methods.StageConfig(eval_clients='everyone')
 
 
 if __name__ == '__main__':
