@@ -49,6 +49,12 @@ TUNING_FRACTION = flags.DEFINE_float(
 SPLIT_SEED = flags.DEFINE_integer(
     'split_seed', 0, 'Seeds the tuning/report split of clients and the '
     'evaluated sample.')
+CURVE_EVERY = flags.DEFINE_integer(
+    'curve_every', 5, 'Evaluate every federated stage on validation data '
+    'every this many rounds (and at its last round), for the curves; 0: off.')
+CURVE_CLIENTS = flags.DEFINE_integer(
+    'curve_clients', 50, 'Clients (a fixed sample of the stage\'s clients) '
+    'whose validation splits give the curves.')
 EVAL_CLIENTS_PER_GROUP = flags.DEFINE_integer(
     'eval_clients_per_group', 0, 'Evaluate every method on the same seeded '
     'sample of this many clients per group (0: every client).')
@@ -73,7 +79,8 @@ def main(argv):
     stage_config = common_flags.stage_config(
         global_rounds=GLOBAL_ROUNDS.value, group_rounds=GROUP_ROUNDS.value,
         min_group_clients=MIN_GROUP_CLIENTS.value, eval_split=EVAL_SPLIT.value,
-        eval_clients=EVAL_CLIENTS.value,
+        eval_clients=EVAL_CLIENTS.value, curve_every=CURVE_EVERY.value,
+        curve_clients=CURVE_CLIENTS.value,
         tuning_fraction=TUNING_FRACTION.value, split_seed=SPLIT_SEED.value,
         eval_clients_per_group=EVAL_CLIENTS_PER_GROUP.value)
   except ValueError as e:
@@ -96,13 +103,17 @@ def main(argv):
         lines=PROGRESS.value == 'lines'))
     return bars[-1]
 
+  tensorboard = report.TensorBoardWriter(os.path.join(output_dir,
+                                                     'tensorboard'))
   with runtime.local_runtime():
     try:
       outcome = experiment.run(data, preset, training_config, stage_config,
-                               methods, make_progress=make_progress)
+                               methods, make_progress=make_progress,
+                               on_record=tensorboard)
     finally:
       for bar in bars:
         bar.close()
+      tensorboard.close()
     outcome.results['flags'] = {
         f.name: f.value
         for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
@@ -112,7 +123,7 @@ def main(argv):
         for f in module_flags}
     report.write_all(output_dir, outcome.results, outcome.client_sums,
                      dict(data.client_to_group), outcome.train_tokens,
-                     outcome.tree.history)
+                     outcome.tree.history, tensorboard=False)
   print()
   print(report.methods_table(outcome.results))
   print(f'\noutputs in {output_dir}/ '

@@ -38,11 +38,14 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
         training_config: training.TrainingConfig,
         stage_config: methods_lib.StageConfig, methods: Sequence[str],
         make_progress: Callable[[dict], Callable[[str, int, int], None]]
-        | None = None) -> Outcome:
+        | None = None,
+        on_record: Callable[[str, dict], None] | None = None) -> Outcome:
   """Trains the stages the `methods` need and evaluates every client.
 
   `make_progress`, given the plan of the run (`StageTree.plan`), returns the
-  callback `(stage, done, total)` that the stages report progress to.
+  callback `(stage, done, total)` that the stages report progress to;
+  `on_record(stage, record)` receives every round's record as it is made
+  (train and validation perplexity), e.g. for live TensorBoard curves.
   """
   methods = methods_lib.check_methods(methods)
   start = time.time()
@@ -57,6 +60,8 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
       language_model.initial_weights(model_fn), training_config, stage_config)
   if make_progress is not None:
     tree.on_progress = make_progress(tree.plan(methods))
+  if on_record is not None:
+    tree.on_record = on_record
   build_seconds = time.time() - start
 
   client_sums = {m: tree.evaluate(m) for m in methods}
@@ -79,9 +84,13 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
         m: paired.difference(client_sums['groupperfl'], sums,
                              seed=stage_config.seed)
         for m, sums in client_sums.items() if m != 'groupperfl'}
+  curves = tree.curves()
   results = {
       'methods': reports,
       'paired': paired_results,
+      'curves': curves,
+      'convergence': {stage: summary.convergence(curve)
+                      for stage, curve in curves.items()},
       'eval_split': stage_config.eval_split,
       'groups_kept_start': sorted(tree.groups_kept_start),
       'evaluated_clients': len(train_tokens),

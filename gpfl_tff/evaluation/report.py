@@ -91,16 +91,62 @@ def write_clients_csv(path: str, client_sums: dict,
                          int(s['best_epoch']) if 'best_epoch' in s else ''])
 
 
-def write_tensorboard(directory: str, history: dict) -> None:
-  """One run per stage (and group), scalar train_perplexity by round."""
-  for stage, records in history.items():
-    writer = tf.summary.create_file_writer(
-        os.path.join(directory, stage.replace('/', '_')))
+class TensorBoardWriter:
+  """Writes round records as they come: one run per stage (and group).
+
+  Scalars: train_perplexity, and validation_perplexity on validated rounds.
+  Each record is flushed at once, so TensorBoard shows a run in progress.
+  """
+
+  def __init__(self, directory: str):
+    self.directory = directory
+    self._writers = {}
+
+  def __call__(self, stage: str, record: dict) -> None:
+    if stage not in self._writers:
+      self._writers[stage] = tf.summary.create_file_writer(
+          os.path.join(self.directory, stage.replace('/', '_')))
+    writer = self._writers[stage]
     with writer.as_default():
-      for record in records:
-        tf.summary.scalar('train_perplexity', record['train_perplexity'],
-                          step=record['round'])
-    writer.close()
+      for name in ('train_perplexity', 'validation_perplexity'):
+        if name in record:
+          tf.summary.scalar(name, record[name], step=record['round'])
+    writer.flush()
+
+  def close(self) -> None:
+    for writer in self._writers.values():
+      writer.close()
+
+
+def write_tensorboard(directory: str, history: dict) -> None:
+  """All records of `history` (stage -> records) at once."""
+  writer = TensorBoardWriter(directory)
+  for stage, records in history.items():
+    for record in records:
+      writer(stage, record)
+  writer.close()
+
+
+def write_curves_figure(path: str, curves: dict) -> None:
+  """Validation perplexity by round, one line per stage (groups included)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  fig, ax = plt.subplots(figsize=(8, 5))
+  for stage, curve in sorted(curves.items()):
+    if curve:
+      rounds, values = zip(*curve)
+      ax.plot(rounds, values, marker='.', label=stage)
+  ax.set_xlabel('round of the stage')
+  ax.set_ylabel('validation perplexity')
+  ax.set_yscale('log')
+  ax.set_title('Federated validation curves')
+  if curves:
+    ax.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
 
 
 def write_figure(path: str, client_sums: dict, train_tokens: dict) -> None:
@@ -142,8 +188,12 @@ def write_figure(path: str, client_sums: dict, train_tokens: dict) -> None:
 
 def write_all(output_dir: str, results: dict, client_sums: dict,
               client_to_group: dict, train_tokens: dict,
-              history: dict) -> None:
-  """Writes every output file into `output_dir` (created if needed)."""
+              history: dict, tensorboard: bool = True) -> None:
+  """Writes every output file into `output_dir` (created if needed).
+
+  `tensorboard=False` skips tensorboard/ (a `TensorBoardWriter` wrote it
+  during the run).
+  """
   os.makedirs(output_dir, exist_ok=True)
   with open(os.path.join(output_dir, 'results.json'), 'w',
             encoding='utf-8') as f:
@@ -154,6 +204,9 @@ def write_all(output_dir: str, results: dict, client_sums: dict,
   with open(os.path.join(output_dir, 'summary.md'), 'w',
             encoding='utf-8') as f:
     f.write(summary_markdown(results))
-  write_tensorboard(os.path.join(output_dir, 'tensorboard'), history)
+  if tensorboard:
+    write_tensorboard(os.path.join(output_dir, 'tensorboard'), history)
+  write_curves_figure(os.path.join(output_dir, 'validation_curves.png'),
+                      results.get('curves', {}))
   write_figure(os.path.join(output_dir, 'client_perplexity.png'),
                client_sums, train_tokens)

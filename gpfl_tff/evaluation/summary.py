@@ -114,3 +114,29 @@ def summarize(client_sums: Mapping[str, Sums],
     quartiles.append(row)
   report['by_train_size_quartile'] = quartiles
   return report
+
+
+def convergence(curve: list[list[float]], tail: float = 0.2,
+                tolerance: float = 0.02) -> dict | None:
+  """Whether a validation curve is flat over its last `tail` of rounds.
+
+  Args:
+    curve: [[round, validation perplexity], ...] in round order.
+
+  Returns:
+    {from_round, to_round, improvement, converged}: improvement is the
+    relative drop in perplexity from the last point at or before round
+    (1 - tail) * last round to the last point; converged if it is under
+    `tolerance`. None if the curve has no point that early.
+  """
+  if len(curve) < 2:
+    return None
+  last_round, last = curve[-1]
+  earlier = [p for p in curve[:-1] if p[0] <= (1.0 - tail) * last_round]
+  if not earlier:
+    return None
+  from_round, reference = earlier[-1]
+  improvement = (reference - last) / reference
+  return {'from_round': from_round, 'to_round': last_round,
+          'improvement': float(improvement),
+          'converged': bool(improvement < tolerance)}

@@ -132,6 +132,8 @@ class StageConfig:
   eval_clients_per_group: int = 0
   eval_chunk: int = 100
   eval_batch_size: int = 128
+  curve_every: int = 5
+  curve_clients: int = 50
 
   def __post_init__(self):
     if self.eval_split not in ('validation', 'test'):
@@ -144,7 +146,8 @@ class StageConfig:
       raise ValueError('tuning_fraction must be in [0, 1), got '
                        f'{self.tuning_fraction}')
     for name in ('global_rounds', 'group_rounds', 'finetune_epochs',
-                 'finetune_patience', 'eval_clients_per_group'):
+                 'finetune_patience', 'eval_clients_per_group', 'curve_every',
+                 'curve_clients'):
       if getattr(self, name) < 0:
         raise ValueError(f'{name} must not be negative')
     for name in ('eval_chunk', 'eval_batch_size'):
@@ -203,6 +206,8 @@ class StageTree:
     self.training_config = training_config
     self.config = config
     self.on_progress = on_progress or (lambda stage, done, total: None)
+    # Called with (stage, record) after every round, e.g. for TensorBoard.
+    self.on_record = lambda stage, record: None
     self._initial = initial_weights
     self._cache = {}
     self._nested_seconds = 0.0
@@ -254,6 +259,7 @@ class StageTree:
   def _train(self, stage: str, state, client_ids, rounds, rng):
     def progress(record):
       self.history.setdefault(stage, []).append(record)
+      self.on_record(stage, record)
       self.on_progress(stage, record['round'], rounds)
 
     self.on_progress(stage, 0, rounds)
@@ -261,8 +267,42 @@ class StageTree:
         self.process, state, client_ids,
         lambda c: self.batches.dataset('train', c,
                                        self.training_config.client_epochs),
-        rounds, self.training_config.clients_per_round, rng, progress)
+        rounds, self.training_config.clients_per_round, rng, progress,
+        validate=self._validator(client_ids),
+        validate_every=self.config.curve_every)
     return state
+
+  def _validator(self, client_ids):
+    """state -> validation perplexity on a fixed sample of `client_ids`.
+
+    The sample (at most `curve_clients`, seeded by the split seed) is the
+    same for every round of a stage and every run seed; its validation splits
+    are never reported.
+    """
+    if self.config.curve_every <= 0 or self.config.curve_clients <= 0:
+      return None
+    rng = np.random.default_rng([self.config.split_seed, _EVAL_SEED,
+                                 len(client_ids)])
+    clients = training.sample_clients(rng, list(client_ids),
+                                      self.config.curve_clients)
+    datasets = [self.batches.dataset('validation', c,
+                                     batch_size=self.config.eval_batch_size)
+                for c in clients]
+
+    def validate(state):
+      sums = self.local_stage.evaluate_clients(
+          self.process.get_model_weights(state), datasets)
+      loss = sum(float(s['loss_sum']) for s in sums)
+      tokens = sum(float(s['token_count']) for s in sums)
+      return float(np.exp(loss / max(tokens, 1.0)))
+
+    return validate
+
+  def curves(self) -> dict[str, list[list[float]]]:
+    """stage -> [[round, validation perplexity], ...] of every trained stage."""
+    return {stage: [[r['round'], r['validation_perplexity']] for r in records
+                    if 'validation_perplexity' in r]
+            for stage, records in self.history.items()}
 
   # Federated stages -----------------------------------------------------
 

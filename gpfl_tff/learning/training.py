@@ -93,12 +93,18 @@ def train_perplexity(metrics) -> float:
 def run_rounds(process, state, client_ids: Sequence[str],
                dataset_fn: Callable[[str], tf.data.Dataset], rounds: int,
                clients_per_round: int, rng: np.random.Generator,
-               on_round: Callable[[dict], None] | None = None):
+               on_round: Callable[[dict], None] | None = None,
+               validate: Callable[[object], float] | None = None,
+               validate_every: int = 0):
   """Runs `rounds` rounds over clients sampled from `client_ids`.
+
+  With `validate` (state -> validation perplexity) and `validate_every` = K
+  > 0, every K-th round and the last also record `validation_perplexity`.
 
   Returns:
     (state, history): the final state and one dict per round with `round`,
-    `clients`, `train_perplexity` and `seconds`.
+    `clients`, `train_perplexity`, `seconds` and, on validated rounds,
+    `validation_perplexity`.
   """
   history = []
   for round_num in range(1, rounds + 1):
@@ -109,6 +115,9 @@ def run_rounds(process, state, client_ids: Sequence[str],
     record = {'round': round_num, 'clients': len(clients),
               'train_perplexity': train_perplexity(output.metrics),
               'seconds': time.time() - start}
+    if validate is not None and validate_every > 0 and (
+        round_num % validate_every == 0 or round_num == rounds):
+      record['validation_perplexity'] = validate(state)
     history.append(record)
     if on_round is not None:
       on_round(record)

@@ -128,5 +128,27 @@ class SummarizeTest(tf.test.TestCase):
     self.assertEqual(report['by_train_size_quartile'][0]['quartile'], 1)
 
 
+class ConvergenceTest(tf.test.TestCase):
+
+  def test_flat_tail_is_converged(self):
+    curve = [[5, 200.0], [10, 150.0], [15, 120.0], [20, 119.0], [25, 118.5]]
+    result = summary.convergence(curve)
+    # The last 20 % of 25 rounds starts after round 20.
+    self.assertEqual(result['from_round'], 20)
+    self.assertAlmostEqual(result['improvement'], 0.5 / 119.0)
+    self.assertTrue(result['converged'])
+
+  def test_falling_tail_is_not_converged(self):
+    result = summary.convergence([[5, 200.0], [10, 150.0], [15, 100.0],
+                                  [20, 90.0]])
+    self.assertEqual(result['from_round'], 15)
+    self.assertAlmostEqual(result['improvement'], 0.1)
+    self.assertFalse(result['converged'])
+
+  def test_too_short_a_curve_gives_none(self):
+    self.assertIsNone(summary.convergence([[10, 100.0]]))
+    self.assertIsNone(summary.convergence([[9, 100.0], [10, 90.0]]))
+
+
 if __name__ == '__main__':
   tf.test.main()

@@ -142,6 +142,18 @@ class StageTreeTest(tf.test.TestCase):
                'fl_compute', 'eval fl_compute'])
     self.assertTrue(all(work > 0 for _, work in plan.values()))
 
+  def test_validation_curves_of_every_trained_stage(self):
+    curves = self.outcome.results['curves']
+    self.assertCountEqual(curves, ['global', 'group/a', 'group/b', 'group/c',
+                                   'fl_compute'])
+    # curve_every=5 > 3 rounds: only the last round is validated.
+    self.assertEqual([r for r, _ in curves['global']], [3])
+    self.assertEqual([r for r, _ in curves['fl_compute']], [5, 8])
+    for curve in curves.values():
+      for _, perplexity in curve:
+        self.assertBetween(perplexity, 1.0, 100.0)
+    self.assertIsNone(self.outcome.results['convergence']['global'])
+
   def test_budgets_count_rounds_and_client_updates(self):
     # 3 clients per round; groups a, b, c (3, 3, 2 clients) train 3 rounds.
     group_updates = 3 * 3 + 3 * 3 + 3 * 2
