@@ -99,9 +99,8 @@ def fine_tune(model, weights, train_data, validation_data, epochs,
   while epoch < epochs and epoch - best_epoch < limit:
     for batch in iter(train_data):
       with tf.GradientTape() as tape:
-        # The loss alone: `model.forward_pass` would also update the model's
-        # metrics, a second cross-entropy and an argmax over the vocabulary
-        # per batch that fine-tuning never reads.
+        # The loss alone: `model.forward_pass` would also add to the model's
+        # metric sums, which fine-tuning never reads.
         logits = model.predict_on_batch(batch['x'], training=True)
         train_loss = loss_fn(batch['y'], logits)
       # Dense, statically shaped gradients (the embedding's arrive as
