@@ -44,21 +44,40 @@ def preset() -> language_model.Preset:
   return language_model.PRESETS[MODEL.value]
 
 
-def training_config() -> training.TrainingConfig:
-  """The federated training configuration of the flags (ValueError if bad)."""
-  return training.TrainingConfig(
+def flags_for_files() -> list:
+  """The flags of this module and the dataset flags, for flag files."""
+  from data import dataset_flags  # pylint: disable=g-import-not-at-top
+  names = {__name__, dataset_flags.__name__}
+  return [f for module, module_flags in
+          flags.FLAGS.flags_by_module_dict().items() if module in names
+          for f in module_flags]
+
+
+def training_config(**overrides) -> training.TrainingConfig:
+  """The federated training configuration of the flags (ValueError if bad).
+
+  `overrides` replace flag values (a tuning grid point).
+  """
+  values = dict(
       clients_per_round=CLIENTS_PER_ROUND.value,
       client_epochs=CLIENT_EPOCHS.value,
       client_learning_rate=CLIENT_LR.value,
       server_optimizer=SERVER_OPTIMIZER.value,
       server_learning_rate=SERVER_LR.value,
       server_momentum=SERVER_MOMENTUM.value, batch_size=BATCH_SIZE.value)
+  values.update(overrides)
+  return training.TrainingConfig(**values)
 
 
 def stage_config(**stages) -> methods_lib.StageConfig:
-  """The stage configuration of the flags plus `stages` (ValueError if bad)."""
-  return methods_lib.StageConfig(
+  """The stage configuration of the flags plus `stages` (ValueError if bad).
+
+  `stages` set the other fields, or replace flag values.
+  """
+  values = dict(
       finetune_epochs=FINETUNE_EPOCHS.value,
       finetune_learning_rate=FINETUNE_LR.value,
       finetune_patience=FINETUNE_PATIENCE.value,
-      eval_batch_size=EVAL_BATCH_SIZE.value, seed=SEED.value, **stages)
+      eval_batch_size=EVAL_BATCH_SIZE.value, seed=SEED.value)
+  values.update(stages)
+  return methods_lib.StageConfig(**values)
