@@ -82,7 +82,9 @@ def _grid() -> list[dict]:
 
 def _flag_lines(choice: dict) -> list[str]:
   """Every flag of the binaries' configuration, with `choice` applied."""
-  values = {f.name: f.value for f in common_flags.flags_for_files()}
+  # Not the cache folder: a flag file is meant for other machines too.
+  values = {f.name: f.value for f in common_flags.flags_for_files()
+            if f.name != 'cache_dir'}
   values.update(global_rounds=GLOBAL_ROUNDS.value,
                 group_rounds=GROUP_ROUNDS.value,
                 tuning_fraction=TUNING_FRACTION.value,

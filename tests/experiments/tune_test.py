@@ -40,10 +40,12 @@ class TuneTest(absltest.TestCase):
     self.assertIn(f'--client_learning_rate={chosen}', lines)
     self.assertIn('--global_rounds=2', lines)
     self.assertIn('--dataset=text_corpus', lines)
+    self.assertFalse([l for l in lines if l.startswith('--cache_dir')])
     # The flag file is what the experiment binary reads.
     check = prepare_runner.run_module(
         'experiments.run_group_personalization',
         f'--flagfile={os.path.join(output_dir, "federated.flags")}',
+        f'--cache_dir={os.path.join(root, "cache")}',
         '--methods=fl,unigram', '--curve_every=0',
         f'--output_dir={os.path.join(root, "run")}', timeout=900)
     self.assertEqual(check.returncode, 0, check.stderr)
