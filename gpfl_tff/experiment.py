@@ -84,11 +84,18 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
         m: paired.difference(client_sums['groupperfl'], sums,
                              seed=stage_config.seed)
         for m, sums in client_sums.items() if m != 'groupperfl'}
+  # The small-data claim: groupperfl's gain over perfl by client data size.
+  small_data = []
+  if 'groupperfl' in client_sums and 'perfl' in client_sums:
+    small_data = paired.by_data_size(
+        client_sums['groupperfl'], client_sums['perfl'], train_tokens,
+        data.client_to_group, seed=stage_config.seed)
   curves = tree.curves()
   results = {
       'methods': reports,
       'paired': paired_results,
       'curves': curves,
+      'small_data': small_data,
       'convergence': {stage: summary.convergence(curve)
                       for stage, curve in curves.items()},
       'eval_split': stage_config.eval_split,

@@ -40,3 +40,35 @@ def difference(a: Mapping[str, Sums], b: Mapping[str, Sums],
           'ci_low': float(np.percentile(boot, tail)),
           'ci_high': float(np.percentile(boot, 100.0 - tail)),
           'clients': len(clients), 'resamples': resamples}
+
+
+def by_data_size(a: Mapping[str, Sums], b: Mapping[str, Sums],
+                 train_tokens: Mapping[str, int],
+                 client_to_group: Mapping[str, str], bins: int = 5,
+                 resamples: int = 2000, seed: int = 0) -> list[dict]:
+  """`difference(a, b)` within bins of clients by their training data.
+
+  A client's bin is the quantile of its train tokens within its own group
+  (so that every bin holds clients of every group, and a group with more data
+  does not fill the top bins): bin k of `bins` holds the clients whose
+  within-group rank r of n has floor(bins * r / n) = k, least data first.
+
+  Returns:
+    One dict per non-empty bin: bin, clients, train_tokens_median and the
+    `difference` fields.
+  """
+  members = {}
+  for group in sorted(set(client_to_group[c] for c in a)):
+    clients = sorted((c for c in a if client_to_group[c] == group),
+                     key=lambda c: (train_tokens[c], c))
+    for rank, client in enumerate(clients):
+      members.setdefault(bins * rank // len(clients), []).append(client)
+  rows = []
+  for index in sorted(members):
+    clients = members[index]
+    row = difference({c: a[c] for c in clients}, {c: b[c] for c in clients},
+                     resamples=resamples, seed=seed)
+    row.update(bin=index, train_tokens_median=float(
+        np.median([train_tokens[c] for c in clients])))
+    rows.append(row)
+  return rows

@@ -149,6 +149,32 @@ def write_curves_figure(path: str, curves: dict) -> None:
   plt.close(fig)
 
 
+def write_small_data_figure(path: str, rows: list[dict]) -> None:
+  """groupperfl minus perfl log-perplexity by bin of client data size."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  if rows:
+    x = [r['bin'] + 1 for r in rows]
+    mean = np.array([r['mean'] for r in rows])
+    ax.errorbar(x, mean, yerr=[mean - [r['ci_low'] for r in rows],
+                               [r['ci_high'] for r in rows] - mean],
+                marker='o', capsize=4)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{i}\n(median {r['train_tokens_median']:.0f})"
+                        for i, r in zip(x, rows)], fontsize=8)
+  ax.axhline(0.0, color='black', linewidth=0.8)
+  ax.set_xlabel('bin of train tokens within the group (1 = least data)')
+  ax.set_ylabel('log ppl(groupperfl) - log ppl(perfl)')
+  ax.set_title('Gain of groupperfl over perfl by client data '
+               '(below 0: groupperfl better; 95% bootstrap CI)')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def write_figure(path: str, client_sums: dict, train_tokens: dict) -> None:
   """Per-client perplexity per method, and groupperfl's gain over perfl."""
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -208,5 +234,8 @@ def write_all(output_dir: str, results: dict, client_sums: dict,
     write_tensorboard(os.path.join(output_dir, 'tensorboard'), history)
   write_curves_figure(os.path.join(output_dir, 'validation_curves.png'),
                       results.get('curves', {}))
+  if results.get('small_data'):
+    write_small_data_figure(os.path.join(output_dir, 'small_data.png'),
+                            results['small_data'])
   write_figure(os.path.join(output_dir, 'client_perplexity.png'),
                client_sums, train_tokens)

@@ -53,6 +53,26 @@ class PairedTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, 'no client'):
       paired.difference({'x': _sums(1.0, 2.0)}, {'y': _sums(1.0, 2.0)})
 
+  def test_bins_by_data_size_within_groups(self):
+    # Two groups of 10 clients; the gain is large for the smallest clients.
+    a, b, tokens, groups = {}, {}, {}, {}
+    for group, scale in (('g', 1), ('h', 100)):
+      for i in range(10):
+        client = f'{group}{i}'
+        tokens[client], groups[client] = scale * (i + 1), group
+        b[client] = _sums(100.0, 50.0)
+        a[client] = _sums(100.0 - (20.0 if i < 2 else 0.0), 50.0)
+    rows = paired.by_data_size(a, b, tokens, groups, bins=5, resamples=300)
+    self.assertEqual([r['bin'] for r in rows], [0, 1, 2, 3, 4])
+    # Every bin holds 2 clients of each group.
+    self.assertEqual([r['clients'] for r in rows], [4] * 5)
+    self.assertAlmostEqual(rows[0]['mean'], -20.0 / 50.0)
+    self.assertLess(rows[0]['ci_high'], 0.0)
+    for row in rows[1:]:
+      self.assertEqual(row['mean'], 0.0)
+    self.assertLess(rows[0]['train_tokens_median'],
+                    rows[4]['train_tokens_median'])
+
 
 if __name__ == '__main__':
   tf.test.main()

@@ -22,7 +22,8 @@ from tests.prepare import prepare_runner
 _MODULE = 'experiments.run_group_personalization'
 _CLIENTS_PER_GROUP = {'a': 3, 'b': 3}
 _OUTPUT_FILES = ('results.json', 'clients.csv', 'summary.md', 'progress.log',
-                 'client_perplexity.png', 'validation_curves.png')
+                 'client_perplexity.png', 'validation_curves.png',
+                 'small_data.png')
 # Every run's environment carries this marker; a process that still has it
 # after the run (the TFF worker_binary above all) outlived the binary.
 _MARKER = 'GPFL_TEST_RUN'
