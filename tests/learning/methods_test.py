@@ -10,6 +10,7 @@ import tempfile
 from unittest import mock
 
 from absl.testing import absltest
+import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
@@ -151,7 +152,12 @@ class StageTreeTest(tf.test.TestCase):
     self.assertEqual([r for r, _ in curves['fl_compute']], [5, 8])
     for curve in curves.values():
       for _, perplexity in curve:
-        self.assertBetween(perplexity, 1.0, 100.0)
+        self.assertTrue(np.isfinite(perplexity))
+        self.assertGreater(perplexity, 1.0)
+    # Each group model fits its own vocabulary: far below the global
+    # model's validation perplexity on all clients.
+    for group in ('a', 'b', 'c'):
+      self.assertLess(curves[f'group/{group}'][-1][1], curves['global'][-1][1])
     self.assertIsNone(self.outcome.results['convergence']['global'])
 
   def test_budgets_count_rounds_and_client_updates(self):
