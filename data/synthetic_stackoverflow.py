@@ -39,6 +39,7 @@ from absl import flags
 import numpy as np
 
 from data import dataset_flags
+from gpfl_tff.data import client_data
 from gpfl_tff.data.errors import DataError
 
 # After dataset_flags, which quiets TensorFlow's C++ logs before it loads.
@@ -252,24 +253,10 @@ def write(path: str, clients: int, posts: int, seed: int = 0) -> None:
       # A scratch file until the rename: no journal, no fsync.
       connection.execute('PRAGMA journal_mode = OFF')
       connection.execute('PRAGMA synchronous = OFF')
-      with connection:  # One transaction.
-        connection.execute("""CREATE TABLE examples (
-             split_name TEXT NOT NULL,
-             client_id TEXT NOT NULL,
-             serialized_example_proto BLOB NOT NULL);""")
-        connection.execute("""CREATE TABLE client_metadata (
-             client_id TEXT NOT NULL,
-             split_name TEXT NOT NULL,
-             num_examples INTEGER NOT NULL);""")
-        metadata = {}
-        connection.executemany(
-            'INSERT INTO examples (split_name, client_id, '
-            'serialized_example_proto) VALUES (?, ?, ?);',
-            generator.rows(metadata))
-        connection.executemany(
-            'INSERT INTO client_metadata (client_id, split_name, '
-            'num_examples) VALUES (?, ?, ?);',
-            [(c, s, n) for (c, s), n in sorted(metadata.items())])
+      metadata = {}
+      client_data.write_sql_tables(
+          connection, generator.rows(metadata),
+          lambda: [(c, s, n) for (c, s), n in sorted(metadata.items())])
     os.replace(staging, path)
   finally:
     if os.path.exists(staging):

@@ -1,4 +1,4 @@
-"""Flags shared by the experiment binaries: model, training and fine-tuning.
+"""Flags shared by the experiment binaries: model, training, stages, fine-tuning.
 
 `run_group_personalization` and `benchmark` both read these, so the benchmark
 times the binary's default configuration.
@@ -38,6 +38,16 @@ EVAL_BATCH_SIZE = flags.DEFINE_integer(
     'eval_batch_size', 128, 'Sequences per evaluation batch (speed only: '
     'metrics are sums).')
 SEED = flags.DEFINE_integer('seed', 0, 'Seeds initialization and sampling.')
+GLOBAL_ROUNDS = flags.DEFINE_integer('global_rounds', 20,
+                                     'Rounds of the global stage.')
+GROUP_ROUNDS = flags.DEFINE_integer('group_rounds', 10,
+                                    'Rounds of each group process.')
+TUNING_FRACTION = flags.DEFINE_float(
+    'tuning_fraction', 0.2, 'Share of each group\'s clients set apart as '
+    'tuning clients (split by --split_seed, not --seed).')
+SPLIT_SEED = flags.DEFINE_integer(
+    'split_seed', 0, 'Seeds the tuning/report split of clients and the '
+    'evaluated sample.')
 
 
 def preset() -> language_model.Preset:
@@ -78,6 +88,8 @@ def stage_config(**stages) -> methods_lib.StageConfig:
       finetune_epochs=FINETUNE_EPOCHS.value,
       finetune_learning_rate=FINETUNE_LR.value,
       finetune_patience=FINETUNE_PATIENCE.value,
-      eval_batch_size=EVAL_BATCH_SIZE.value, seed=SEED.value)
+      eval_batch_size=EVAL_BATCH_SIZE.value, seed=SEED.value,
+      global_rounds=GLOBAL_ROUNDS.value, group_rounds=GROUP_ROUNDS.value,
+      tuning_fraction=TUNING_FRACTION.value, split_seed=SPLIT_SEED.value)
   values.update(stages)
   return methods_lib.StageConfig(**values)

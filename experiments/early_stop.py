@@ -29,8 +29,6 @@ from gpfl_tff.learning import local
 from gpfl_tff.learning import training
 from gpfl_tff.models import language_model
 
-GLOBAL_ROUNDS = flags.DEFINE_integer('global_rounds', 20,
-                                     'Rounds of the global stage first.')
 CLIENTS = flags.DEFINE_integer('clients', 0,
                                'Fine-tune this many sampled clients (0: all).')
 OUTPUT = flags.DEFINE_string('output', 'results/early_stop.json',
@@ -67,7 +65,7 @@ def main(argv):
     state, _ = training.run_rounds(
         process, training.start_state(process), data.client_ids,
         lambda c: batches.dataset('train', c, training_config.client_epochs),
-        GLOBAL_ROUNDS.value, training_config.clients_per_round, rng)
+        stage_config.global_rounds, training_config.clients_per_round, rng)
     weights = process.get_model_weights(state)
     stage = local.build_local_stage(model_fn)
     eval_batch = stage_config.eval_batch_size

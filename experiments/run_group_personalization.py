@@ -25,10 +25,6 @@ from gpfl_tff.learning import methods as methods_lib
 METHODS = flags.DEFINE_string(
     'methods', 'all', 'Comma-separated methods, or all: '
     + ', '.join(methods_lib.METHODS) + '.')
-GLOBAL_ROUNDS = flags.DEFINE_integer('global_rounds', 20,
-                                     'Rounds of the global stage.')
-GROUP_ROUNDS = flags.DEFINE_integer('group_rounds', 10,
-                                    'Rounds of each group process.')
 PROGRESS = flags.DEFINE_enum(
     'progress', 'bars', ['bars', 'lines'], 'bars: one progress bar per stage; '
     'lines: a line per round or evaluated chunk. Both go to '
@@ -43,12 +39,6 @@ EVAL_CLIENTS = flags.DEFINE_enum(
     'eval_clients', 'report', ['report', 'tuning', 'all'],
     'Which clients are scored: report clients (numbers to publish), tuning '
     'clients (choose hyperparameters on these only) or all.')
-TUNING_FRACTION = flags.DEFINE_float(
-    'tuning_fraction', 0.2, 'Share of each group\'s clients set apart as '
-    'tuning clients (split by --split_seed, not --seed).')
-SPLIT_SEED = flags.DEFINE_integer(
-    'split_seed', 0, 'Seeds the tuning/report split of clients and the '
-    'evaluated sample.')
 CURVE_EVERY = flags.DEFINE_integer(
     'curve_every', 5, 'Evaluate every federated stage on validation data '
     'every this many rounds (and at its last round), for the curves; 0: off.')
@@ -77,11 +67,9 @@ def main(argv):
     methods = parse_methods(METHODS.value)
     training_config = common_flags.training_config()
     stage_config = common_flags.stage_config(
-        global_rounds=GLOBAL_ROUNDS.value, group_rounds=GROUP_ROUNDS.value,
         min_group_clients=MIN_GROUP_CLIENTS.value, eval_split=EVAL_SPLIT.value,
         eval_clients=EVAL_CLIENTS.value, curve_every=CURVE_EVERY.value,
         curve_clients=CURVE_CLIENTS.value,
-        tuning_fraction=TUNING_FRACTION.value, split_seed=SPLIT_SEED.value,
         eval_clients_per_group=EVAL_CLIENTS_PER_GROUP.value)
   except ValueError as e:
     dataset_flags.fail(str(e))

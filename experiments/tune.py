@@ -51,14 +51,6 @@ FINETUNE_LRS = flags.DEFINE_list('finetune_learning_rates', ['0.1'],
                                  'finetune: fine-tuning learning rates.')
 FINETUNE_EPOCHS_GRID = flags.DEFINE_list('finetune_epochs_grid', ['3'],
                                          'finetune: most fine-tuning epochs.')
-GLOBAL_ROUNDS = flags.DEFINE_integer('global_rounds', 20,
-                                     'Rounds of the global stage.')
-GROUP_ROUNDS = flags.DEFINE_integer('group_rounds', 10,
-                                    'Rounds of each group process.')
-TUNING_FRACTION = flags.DEFINE_float('tuning_fraction', 0.2,
-                                     'Share of each group\'s clients tuned on.')
-SPLIT_SEED = flags.DEFINE_integer('split_seed', 0,
-                                  'Seeds the tuning/report split.')
 OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results/tune',
                                  'Where the grid and the flag file go.')
 
@@ -85,10 +77,6 @@ def _flag_lines(choice: dict) -> list[str]:
   # Not the cache folder: a flag file is meant for other machines too.
   values = {f.name: f.value for f in common_flags.flags_for_files()
             if f.name != 'cache_dir'}
-  values.update(global_rounds=GLOBAL_ROUNDS.value,
-                group_rounds=GROUP_ROUNDS.value,
-                tuning_fraction=TUNING_FRACTION.value,
-                split_seed=SPLIT_SEED.value)
   values.update(choice)
   return [f'--{name}={value}' for name, value in sorted(values.items())]
 
@@ -110,8 +98,6 @@ def main(argv):
         training_config = common_flags.training_config(
             **{k: v for k, v in point.items() if not k.startswith('finetune')})
         stage_config = common_flags.stage_config(
-            global_rounds=GLOBAL_ROUNDS.value, group_rounds=GROUP_ROUNDS.value,
-            tuning_fraction=TUNING_FRACTION.value, split_seed=SPLIT_SEED.value,
             eval_clients='tuning', curve_every=0,
             **{k: v for k, v in point.items() if k.startswith('finetune')})
       except ValueError as e:

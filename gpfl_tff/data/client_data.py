@@ -25,7 +25,7 @@ import json
 import os
 import sqlite3
 import statistics as pystats
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import tensorflow as tf
 import tensorflow_federated as tff
@@ -171,23 +171,40 @@ def _save_split(raw: RawGroupedData, split: str, path: str) -> None:
         yield _SPLIT_NAME, client_id, example.SerializeToString()
 
   with contextlib.closing(sqlite3.connect(path)) as connection:
-    with connection:  # One transaction.
-      connection.execute("""CREATE TABLE examples (
-          split_name TEXT NOT NULL,
-          client_id TEXT NOT NULL,
-          serialized_example_proto BLOB NOT NULL);""")
-      connection.execute("""CREATE TABLE client_metadata (
-          client_id TEXT NOT NULL,
-          split_name TEXT NOT NULL,
-          num_examples INTEGER NOT NULL);""")
-      connection.executemany(
-          'INSERT INTO examples (split_name, client_id, '
-          'serialized_example_proto) VALUES (?, ?, ?);', example_rows())
-      connection.executemany(
-          'INSERT INTO client_metadata (client_id, split_name, num_examples) '
-          'VALUES (?, ?, ?);',
-          [(client_id, _SPLIT_NAME, len(getattr(raw.clients[client_id], split)))
-           for client_id in sorted(raw.clients)])
+    write_sql_tables(
+        connection, example_rows(),
+        lambda: [(client_id, _SPLIT_NAME,
+                  len(getattr(raw.clients[client_id], split)))
+                 for client_id in sorted(raw.clients)])
+
+
+def write_sql_tables(connection: sqlite3.Connection,
+                     example_rows: Iterable[tuple[str, str, bytes]],
+                     metadata_rows: Callable[[], Iterable[tuple[str, str, int]]]
+                    ) -> None:
+  """Creates TFF's SQL client-data tables and fills them in one transaction.
+
+  Args:
+    connection: an open connection to a new database.
+    example_rows: (split_name, client_id, serialized tf.train.Example).
+    metadata_rows: called after every example row is written (so that it may
+      count them): (client_id, split_name, num_examples).
+  """
+  with connection:
+    connection.execute("""CREATE TABLE examples (
+        split_name TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        serialized_example_proto BLOB NOT NULL);""")
+    connection.execute("""CREATE TABLE client_metadata (
+        client_id TEXT NOT NULL,
+        split_name TEXT NOT NULL,
+        num_examples INTEGER NOT NULL);""")
+    connection.executemany(
+        'INSERT INTO examples (split_name, client_id, '
+        'serialized_example_proto) VALUES (?, ?, ?);', example_rows)
+    connection.executemany(
+        'INSERT INTO client_metadata (client_id, split_name, num_examples) '
+        'VALUES (?, ?, ?);', metadata_rows())
 
 
 def save(raw: RawGroupedData, vocabulary: Sequence[str], stats: dict,
