@@ -1,8 +1,8 @@
 r"""Chooses hyperparameters on tuning clients only, and writes a flag file.
 
   .venv/bin/python -m experiments.tune --dataset=shakespeare --family=federated \
-      --client_learning_rates=0.3,1.0 --server_optimizers=sgd,adam \
-      --server_learning_rates=1.0,0.01 --output_dir=results/tune-shakespeare
+      --client_learning_rates=0.3,1.0 --server_optimizers=sgd:1.0,adam:0.01 \
+      --output_dir=results/tune-shakespeare
   .venv/bin/python -m experiments.tune --dataset=shakespeare --family=finetune \
       --flagfile=results/tune-shakespeare/federated.flags \
       --finetune_learning_rates=0.03,0.1,0.3 --finetune_epochs_grid=1,3,5 \
@@ -21,7 +21,9 @@ Families:
              global and group stages).
   finetune   fine-tuning learning rate x most epochs, the federated flags
              fixed; scored by the mean log-perplexity of `perfl` and
-             `groupperfl`, the same rule for both fine-tuned families.
+             `groupperfl`, the same rule for both fine-tuned families. The
+             federated stages are trained once and shared by every point
+             (`StageTree.with_config`).
 Writes <family>_grid.json (every point and its scores), and <family>.flags:
 the given flags with the chosen values, for `--flagfile`.
 """
@@ -43,8 +45,11 @@ FAMILY = flags.DEFINE_enum('family', 'federated', ['federated', 'finetune'],
                            'Which hyperparameters to sweep.')
 CLIENT_LRS = flags.DEFINE_list('client_learning_rates', ['0.3', '1.0'],
                                'federated: client learning rates.')
-SERVER_OPTIMIZERS = flags.DEFINE_list('server_optimizers', ['sgd'],
-                                      'federated: server optimizers.')
+SERVER_OPTIMIZERS = flags.DEFINE_list(
+    'server_optimizers', ['sgd'],
+    'federated: server optimizers, each `name` (crossed with '
+    '--server_learning_rates) or `name:lr` (that learning rate only, since '
+    'adaptive optimizers want rates far from sgd\'s).')
 SERVER_LRS = flags.DEFINE_list('server_learning_rates', ['1.0'],
                                'federated: server learning rates.')
 FINETUNE_LRS = flags.DEFINE_list('finetune_learning_rates', ['0.1'],
@@ -62,11 +67,15 @@ def _grid() -> list[dict]:
     return [float(v) for v in values]
 
   if FAMILY.value == 'federated':
+    servers = []
+    for entry in SERVER_OPTIMIZERS.value:
+      name, _, rate = entry.partition(':')
+      rates = floats([rate]) if rate else floats(SERVER_LRS.value)
+      servers += [(name, r) for r in rates]
     return [{'client_learning_rate': c, 'server_optimizer': o,
              'server_learning_rate': s}
-            for c, o, s in itertools.product(floats(CLIENT_LRS.value),
-                                             SERVER_OPTIMIZERS.value,
-                                             floats(SERVER_LRS.value))]
+            for c, (o, s) in itertools.product(floats(CLIENT_LRS.value),
+                                               servers)]
   return [{'finetune_learning_rate': lr, 'finetune_epochs': int(e)}
           for lr, e in itertools.product(floats(FINETUNE_LRS.value),
                                          FINETUNE_EPOCHS_GRID.value)]
@@ -92,6 +101,7 @@ def main(argv):
     dataset_flags.fail(f'bad grid value ({e})')
   methods = _SCORED[FAMILY.value]
   points = []
+  tree = None
   with runtime.local_runtime():
     for number, point in enumerate(grid, start=1):
       try:
@@ -102,13 +112,20 @@ def main(argv):
             **{k: v for k, v in point.items() if k.startswith('finetune')})
       except ValueError as e:
         dataset_flags.fail(f'grid point {point}: {e}')
+      if FAMILY.value == 'finetune':
+        # Fine-tuning settings leave the federated stages unchanged: they
+        # are trained once, on the first point, and shared.
+        tree = (experiment.build_tree(data, preset, training_config,
+                                      stage_config) if tree is None
+                else tree.with_config(stage_config))
       outcome = experiment.run(data, preset, training_config, stage_config,
-                               list(methods))
+                               list(methods), tree=tree)
       perplexities = {m: outcome.results['methods'][m]['test']['perplexity']
                       for m in methods}
       score = sum(math.log(p) for p in perplexities.values()) / len(methods)
       points.append({'point': point, 'perplexity': perplexities,
-                     'mean_log_perplexity': score})
+                     'mean_log_perplexity': score,
+                     'seconds': outcome.results['seconds']['total']})
       print(f'[{number}/{len(grid)}] {point}: ' + ', '.join(
           f'{m} {p:.2f}' for m, p in perplexities.items()), flush=True)
 

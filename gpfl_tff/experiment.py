@@ -34,30 +34,46 @@ class Outcome:
   tree: methods_lib.StageTree
 
 
-def run(data: client_data.GroupedClientData, preset: language_model.Preset,
-        training_config: training.TrainingConfig,
-        stage_config: methods_lib.StageConfig, methods: Sequence[str],
-        make_progress: Callable[[dict], Callable[[str, int, int], None]]
-        | None = None,
-        on_record: Callable[[str, dict], None] | None = None) -> Outcome:
-  """Trains the stages the `methods` need and evaluates every client.
-
-  `make_progress`, given the plan of the run (`StageTree.plan`), returns the
-  callback `(stage, done, total)` that the stages report progress to;
-  `on_record(stage, record)` receives every round's record as it is made
-  (train and validation perplexity), e.g. for live TensorBoard curves.
-  """
-  methods = methods_lib.check_methods(methods)
-  start = time.time()
+def build_tree(data: client_data.GroupedClientData,
+               preset: language_model.Preset,
+               training_config: training.TrainingConfig,
+               stage_config: methods_lib.StageConfig) -> methods_lib.StageTree:
+  """The stage tree of one comparison: model, learning process, local stage."""
   encoder = text.TextEncoder(data.vocabulary, preset.seq_len)
   model_fn = language_model.build_model_fn(preset, encoder.num_tokens,
                                            seed=stage_config.seed)
   client_batches = batches_lib.ClientBatches(data, encoder,
                                              training_config.batch_size)
   process = training.build_process(model_fn, training_config)
-  tree = methods_lib.StageTree(
+  return methods_lib.StageTree(
       process, local.build_local_stage(model_fn), client_batches,
       language_model.initial_weights(model_fn), training_config, stage_config)
+
+
+def run(data: client_data.GroupedClientData, preset: language_model.Preset,
+        training_config: training.TrainingConfig,
+        stage_config: methods_lib.StageConfig, methods: Sequence[str],
+        make_progress: Callable[[dict], Callable[[str, int, int], None]]
+        | None = None,
+        on_record: Callable[[str, dict], None] | None = None,
+        tree: methods_lib.StageTree | None = None) -> Outcome:
+  """Trains the stages the `methods` need and evaluates every client.
+
+  `make_progress`, given the plan of the run (`StageTree.plan`), returns the
+  callback `(stage, done, total)` that the stages report progress to;
+  `on_record(stage, record)` receives every round's record as it is made
+  (train and validation perplexity), e.g. for live TensorBoard curves.
+  `tree`: a stage tree from `build_tree` for these configurations (or from
+  `StageTree.with_config`), whose trained stages are reused; by default a
+  new one.
+  """
+  methods = methods_lib.check_methods(methods)
+  start = time.time()
+  if tree is None:
+    tree = build_tree(data, preset, training_config, stage_config)
+  elif tree.config != stage_config or tree.training_config != training_config:
+    raise ValueError('the given tree was built for other configurations')
+  client_batches = tree.batches
   if make_progress is not None:
     tree.on_progress = make_progress(tree.plan(methods))
   if on_record is not None:

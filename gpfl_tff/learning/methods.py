@@ -41,6 +41,7 @@ sample of K of them per group (all of a smaller group) for every method and
 every run seed; training always uses every client.
 """
 
+import copy
 import dataclasses
 import math
 import time
@@ -216,6 +217,33 @@ class StageTree:
     self.seconds = {}
     self.groups_kept_start = []
     self.eval_clients = self._sample_eval_clients()
+
+  # StageConfig fields that the federated stages depend on.
+  _TRAINING_FIELDS = ('global_rounds', 'group_rounds', 'min_group_clients',
+                      'seed', 'curve_every', 'curve_clients', 'split_seed')
+
+  def with_config(self, config: StageConfig) -> 'StageTree':
+    """A tree for `config` sharing the federated stages trained so far.
+
+    `config` may change only fine-tuning and evaluation settings (ValueError
+    otherwise); evaluations are redone under it, trained stages are not.
+    Used to tune fine-tuning without retraining.
+    """
+    changed = [f for f in self._TRAINING_FIELDS
+               if getattr(config, f) != getattr(self.config, f)]
+    if changed:
+      raise ValueError(f'with_config cannot change {", ".join(changed)}: '
+                       'the trained stages depend on them')
+    tree = copy.copy(self)
+    tree.config = config
+    trained = tuple(STAGE_TABLE)
+    tree._cache = {name: value for name, value in self._cache.items()
+                   if name.split('/')[0] in trained}
+    tree.stage_runs = {n: c for n, c in self.stage_runs.items()
+                       if n in tree._cache}
+    tree.seconds = {n: s for n, s in self.seconds.items() if n in tree._cache}
+    tree.eval_clients = tree._sample_eval_clients()
+    return tree
 
   def _sample_eval_clients(self) -> dict[str, list[str]]:
     """group -> its evaluated clients (sorted); see `split_clients`."""

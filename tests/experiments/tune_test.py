@@ -3,7 +3,11 @@
 import json
 import os
 
+from absl import flags
 from absl.testing import absltest
+from absl.testing import flagsaver
+
+from experiments import tune
 
 from tests.learning import synthetic
 from tests.prepare import prepare_runner
@@ -12,6 +16,21 @@ _MODULE = 'experiments.tune'
 
 
 class TuneTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS(['tune_test'])
+
+  @flagsaver.flagsaver(client_learning_rates=['0.5'],
+                       server_optimizers=['sgd', 'adam:0.01'],
+                       server_learning_rates=['1.0', '0.3'])
+  def test_server_learning_rate_per_optimizer(self):
+    self.assertEqual(
+        [(p['server_optimizer'], p['server_learning_rate'])
+         for p in tune._grid()],  # pylint: disable=protected-access
+        [('sgd', 1.0), ('sgd', 0.3), ('adam', 0.01)])
 
   def test_federated_grid_writes_scores_choice_and_a_usable_flag_file(self):
     root = self.create_tempdir().full_path

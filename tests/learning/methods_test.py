@@ -125,6 +125,31 @@ class StageTreeTest(tf.test.TestCase):
     for client in self.data.client_ids:
       self.assertGreater(sums['fl'][client]['token_count'], 0)
 
+  def test_with_config_refits_finetuning_on_the_trained_stages(self):
+    config = methods.StageConfig(**{
+        **self.stage_config.__dict__, 'finetune_epochs': 2,
+        'finetune_learning_rate': 0.5})
+    tree = self.tree.with_config(config)
+    with runtime.local_runtime():
+      tuned = tree.evaluate('groupperfl')
+    # The group stage was not trained again; only the new evaluation ran.
+    self.assertEqual(tree.stage_runs, {'global': 1, 'group': 1,
+                                       'fl_compute': 1, 'local/group': 1})
+    self.assertIs(tree.group_weights('group'), self.group_weights)
+    self.assertEqual(self.tree.stage_runs['local/group'], 1)  # Untouched.
+    plain = self.outcome.client_sums['groupfl']
+    self.assertTrue(any(tuned[c]['best_epoch'] > 0 for c in tuned))
+    for client, sums in tuned.items():
+      if sums['best_epoch'] == 0:
+        self.assertEqual(float(sums['loss_sum']),
+                         float(plain[client]['loss_sum']), client)
+      else:
+        self.assertNotEqual(float(sums['loss_sum']),
+                            float(plain[client]['loss_sum']), client)
+    with self.assertRaisesRegex(ValueError, 'cannot change global_rounds'):
+      self.tree.with_config(methods.StageConfig(**{
+          **self.stage_config.__dict__, 'global_rounds': 4}))
+
   def test_plan_names_every_reported_stage_and_its_steps(self):
     self.assertLen(self.plans, 1)
     plan = self.plans[0]
