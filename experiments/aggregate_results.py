@@ -9,13 +9,19 @@ accuracy, the median client perplexity and the share of clients better served
 than by `fl`, and the mean perplexity of the quartile of clients with the least
 training data, and the paired difference against groupperfl (mean over runs
 of each run's token-weighted log-perplexity difference; see
-`gpfl_tff.evaluation.paired`).
+`gpfl_tff.evaluation.paired`). When every run has its clients.csv, a last
+column pools the seeds into one paired interval: each client's loss and
+token sums are added over the runs (which must have scored the same clients
+on the same tokens), and the bootstrap resamples clients with all their
+seeds, so the interval covers training noise and the choice of clients.
 
 Runs are pooled only if they differ in nothing but the seed: the dataset and
 every flag recorded in results.json (except --seed and --output_dir) must be
 equal, or the binary ends with one `error:` line naming the first difference.
 """
 
+import collections
+import csv
 import json
 import os
 import statistics
@@ -23,6 +29,7 @@ import statistics
 from absl import app
 
 from data import dataset_flags
+from gpfl_tff.evaluation import paired as paired_lib
 from gpfl_tff.learning import methods as methods_lib
 
 
@@ -65,13 +72,49 @@ def check_poolable(runs: list[dict], names: list[str]) -> str | None:
   return None
 
 
-def table(runs: list[dict]) -> str:
+def _client_sums(directory: str) -> dict | None:
+  """method -> client id -> {loss_sum, token_count} of a run's clients.csv."""
+  path = os.path.join(directory, 'clients.csv')
+  if not os.path.exists(path):
+    return None
+  sums = collections.defaultdict(dict)
+  try:
+    with open(path, encoding='utf-8', newline='') as f:
+      for row in csv.DictReader(f):
+        sums[row['method']][row['client_id']] = {
+            'loss_sum': float(row['loss_sum']),
+            'token_count': float(row['token_count'])}
+  except (KeyError, ValueError, csv.Error) as e:
+    dataset_flags.fail(f'{path}: malformed ({e})')
+  return sums
+
+
+def pooled_paired(client_sums: list[dict]) -> dict:
+  """method -> paired difference against groupperfl, pooled over runs."""
+  pooled = collections.defaultdict(dict)
+  for method in client_sums[0]:
+    clients = set(client_sums[0][method])
+    for run in client_sums[1:]:
+      if set(run.get(method, {})) != clients:
+        dataset_flags.fail(f'refusing to pool runs: {method} was scored on '
+                           'other clients in different runs')
+    for client in clients:
+      pooled[method][client] = {
+          key: sum(run[method][client][key] for run in client_sums)
+          for key in ('loss_sum', 'token_count')}
+  if 'groupperfl' not in pooled:
+    return {}
+  return {m: paired_lib.difference(pooled['groupperfl'], sums)
+          for m, sums in pooled.items() if m != 'groupperfl'}
+
+
+def table(runs: list[dict], pooled: dict | None = None) -> str:
   split = runs[0]['eval_split']
   methods = [m for m in methods_lib.METHODS if m in runs[0]['methods']]
   lines = [f'| method | {split} perplexity | accuracy | client ppl median | '
            'share better than fl | Q1 (least data) perplexity | '
-           'vs groupperfl (log ppl) |',
-           '|---|---|---|---|---|---|---|']
+           'vs groupperfl (log ppl) | pooled vs groupperfl [95% CI] |',
+           '|---|---|---|---|---|---|---|---|']
   for method in methods:
     reports = [run['methods'][method][split] for run in runs]
     shares = [r['share_better_than_fl'] for r in reports]
@@ -85,8 +128,15 @@ def table(runs: list[dict]) -> str:
         _spread([r['by_train_size_quartile'][0]['perplexity']
                  for r in reports], 2),
         '-' if None in paired else _spread([p['mean'] for p in paired], 4),
+        _interval((pooled or {}).get(method)),
     ]) + ' |')
   return '\n'.join(lines)
+
+
+def _interval(row: dict | None) -> str:
+  if row is None:
+    return '-'
+  return f'{row["mean"]:+.4f} [{row["ci_low"]:+.4f}, {row["ci_high"]:+.4f}]'
 
 
 def main(argv):
@@ -101,8 +151,12 @@ def main(argv):
   seeds = [run['stages']['seed'] for run in runs]
   print(f'{len(runs)} runs, seeds {seeds}; mean ± standard deviation over '
         'runs')
+  client_sums = [_client_sums(d) for d in directories]
+  pooled = None
+  if None not in client_sums:
+    pooled = pooled_paired(client_sums)
   print()
-  print(table(runs))
+  print(table(runs, pooled))
 
 
 if __name__ == '__main__':

@@ -33,6 +33,15 @@ def _run_dir(root: str, seed: int, fl_ppl: float, share: float,
   return directory
 
 
+def _write_clients(directory: str, losses: dict) -> None:
+  """clients.csv: method -> loss sums of clients c0, c1, ... (10 tokens)."""
+  with open(os.path.join(directory, 'clients.csv'), 'w') as f:
+    f.write('method,client_id,loss_sum,token_count\n')
+    for method, values in losses.items():
+      for index, loss in enumerate(values):
+        f.write(f'{method},c{index},{loss},10\n')
+
+
 class AggregateResultsTest(absltest.TestCase):
 
   def test_mean_and_standard_deviation_in_method_order(self):
@@ -54,6 +63,35 @@ class AggregateResultsTest(absltest.TestCase):
     self.assertIn('95.00 ± 7.07', rows[1])
     # fl's paired difference: mean of -0.01 and -0.02.
     self.assertIn('-0.0150 ± 0.0071', rows[0])
+
+  def test_seeds_pooled_into_one_paired_interval_from_clients_csv(self):
+    root = self.create_tempdir().full_path
+    dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
+    # groupperfl's loss is lower by 1, 2, 3 (seed 0) and 3, 4, 5 (seed 1)
+    # on clients with 10 tokens each: pooled (1+2+3+3+4+5) / 60 = 0.3.
+    for seed, directory in enumerate(dirs):
+      _write_clients(directory, {'fl': [10.0, 10.0, 10.0],
+                                 'groupperfl': [9.0 - 2 * seed, 8.0 - 2 * seed,
+                                                7.0 - 2 * seed]})
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 0, run.stderr)
+    row = [l for l in run.stdout.splitlines() if l.startswith('| fl |')][0]
+    interval = row.split('|')[-2].strip()
+    self.assertStartsWith(interval, '-0.3000 [')
+    low, high = (float(v) for v in interval[9:-1].split(','))
+    self.assertLess(low, -0.3)
+    self.assertGreater(high, -0.3)
+    self.assertLess(high, 0.0)  # Every client is better under groupperfl.
+
+  def test_runs_scored_on_other_clients_are_refused(self):
+    root = self.create_tempdir().full_path
+    dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
+    _write_clients(dirs[0], {'fl': [10.0, 10.0], 'groupperfl': [9.0, 9.0]})
+    _write_clients(dirs[1], {'fl': [10.0], 'groupperfl': [9.0]})
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 2)
+    self.assertLen(run.stderr_lines, 1)
+    self.assertIn('scored on other clients', run.stderr_lines[0])
 
   def test_runs_with_other_flags_are_refused(self):
     root = self.create_tempdir().full_path
