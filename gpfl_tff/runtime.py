@@ -3,8 +3,13 @@
 TFF's default local execution context serves computations from a
 `worker_binary` subprocess. That process can outlive Python (and hold the
 parent's stdout open, so `prog | tail` hangs). `local_runtime()` installs the
-context and, on exit (and at interpreter exit), ends every `worker_binary`
-child of this process.
+context and, on exit (and at interpreter exit, for a body that never returns),
+ends every `worker_binary` child of this process. Importing this module does
+nothing: the interpreter-exit hook is registered by the first
+`local_runtime()` only.
+
+Why workers are found in /proc: TFF 0.87's local context starts its worker
+in a private subprocess object and offers no public handle to it.
 """
 
 import atexit
@@ -64,14 +69,18 @@ def stop_workers() -> None:
       pass
 
 
+_exit_hook_registered = False
+
+
 @contextlib.contextmanager
 def local_runtime():
   """Runs the body under TFF's local C++ runtime; its workers end on exit."""
+  global _exit_hook_registered
+  if not _exit_hook_registered:
+    atexit.register(stop_workers)
+    _exit_hook_registered = True
   tff.backends.native.set_sync_local_cpp_execution_context()
   try:
     yield
   finally:
     stop_workers()
-
-
-atexit.register(stop_workers)

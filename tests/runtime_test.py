@@ -1,6 +1,8 @@
 """Tests of gpfl_tff.runtime: TFF's worker process ends with the block."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -59,6 +61,15 @@ class LocalRuntimeTest(tf.test.TestCase):
         self.assertNotEmpty(runtime.worker_pids())
         raise RuntimeError('body failed')
     self.assertEqual(runtime.worker_pids(), [])
+
+  def test_import_has_no_side_effects(self):
+    # In a fresh interpreter: TFF's own hooks first, then ours adds none.
+    code = ('import atexit; import tensorflow_federated; '
+            'n = atexit._ncallbacks(); from gpfl_tff import runtime; '
+            'print(atexit._ncallbacks() - n)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, check=True, timeout=300)
+    self.assertEqual(out.stdout.split()[-1], '0')
 
   def test_worker_pids_are_children(self):
     with runtime.local_runtime():
