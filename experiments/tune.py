@@ -81,11 +81,16 @@ def _grid() -> list[dict]:
                                          FINETUNE_EPOCHS_GRID.value)]
 
 
-def _flag_lines(choice: dict) -> list[str]:
-  """Every flag of the binaries' configuration, with `choice` applied."""
+def _flag_lines(choice: dict, vocab_size: int) -> list[str]:
+  """Every flag of the binaries' configuration, with `choice` applied.
+
+  `vocab_size` is the one the run used (the model preset's unless the flag
+  was given): written as the flag's value, it keeps the file's runs on it.
+  """
   # Not the cache folder: a flag file is meant for other machines too.
   values = {f.name: f.value for f in common_flags.flags_for_files()
             if f.name != 'cache_dir'}
+  values['vocab_size'] = vocab_size
   values.update(choice)
   return [f'--{name}={value}' for name, value in sorted(values.items())]
 
@@ -142,7 +147,7 @@ def main(argv):
   with open(flag_file, 'w', encoding='utf-8') as f:
     f.write(f'# Chosen by experiments.tune --family={family} on tuning '
             'clients only.\n')
-    f.write('\n'.join(_flag_lines(best['point'])) + '\n')
+    f.write('\n'.join(_flag_lines(best['point'], config.vocab_size)) + '\n')
   print(f'choice: {best["point"]} (mean log-perplexity '
         f'{best["mean_log_perplexity"]:.4f}); wrote {flag_file}')
 

@@ -32,6 +32,14 @@ class TuneTest(absltest.TestCase):
          for p in tune._grid()],  # pylint: disable=protected-access
         [('sgd', 1.0), ('sgd', 0.3), ('adam', 0.01)])
 
+  def test_flag_file_holds_the_vocabulary_the_run_used(self):
+    # --vocab_size not given: the run used the preset's 4,000 words, and the
+    # file must keep that, not the flag's default.
+    lines = tune._flag_lines({'client_learning_rate': 0.3}, 4000)  # pylint: disable=protected-access
+    self.assertIn('--vocab_size=4000', lines)
+    self.assertIn('--client_learning_rate=0.3', lines)
+    self.assertFalse([l for l in lines if l.startswith('--cache_dir')])
+
   def test_federated_grid_writes_scores_choice_and_a_usable_flag_file(self):
     root = self.create_tempdir().full_path
     corpus = synthetic.write_grouped_corpus(
@@ -58,6 +66,7 @@ class TuneTest(absltest.TestCase):
     chosen = grid['choice']['client_learning_rate']
     self.assertIn(f'--client_learning_rate={chosen}', lines)
     self.assertIn('--global_rounds=2', lines)
+    self.assertIn('--vocab_size=30', lines)
     self.assertIn('--dataset=text_corpus', lines)
     self.assertFalse([l for l in lines if l.startswith('--cache_dir')])
     # The flag file is what the experiment binary reads.
