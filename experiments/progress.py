@@ -71,6 +71,9 @@ class Progress:
     self._bar, self._bar_stage = None, None
 
   def close(self) -> None:
+    """Ends the bar and the log; a second call does nothing."""
+    if self._log.closed:
+      return
     self._close_bar()
     self._log.write(f'[{time.time() - self.start:7.1f}s] done\n')
     self._log.close()

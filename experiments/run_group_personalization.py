@@ -8,6 +8,8 @@ client_perplexity.png to --output_dir, and prints the methods table.
 The defaults are sized for a 2-core CPU (model `small`).
 """
 
+import dataclasses
+import json
 import os
 import sys
 
@@ -20,6 +22,7 @@ from gpfl_tff import experiment
 from gpfl_tff import runtime
 from gpfl_tff.data import datasets
 from gpfl_tff.evaluation import report
+from gpfl_tff.learning import checkpoints
 from gpfl_tff.learning import methods as methods_lib
 
 METHODS = flags.DEFINE_string(
@@ -48,6 +51,10 @@ CURVE_CLIENTS = flags.DEFINE_integer(
 EVAL_CLIENTS_PER_GROUP = flags.DEFINE_integer(
     'eval_clients_per_group', 0, 'Evaluate every method on the same seeded '
     'sample of this many clients per group (0: every client).')
+CHECKPOINT_EVERY = flags.DEFINE_integer(
+    'checkpoint_every', 20, 'Checkpoint every federated stage every this many '
+    'rounds (and at its end) in <output_dir>/state, and keep finished '
+    'evaluations there: the same command run again resumes. 0: off.')
 OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', '', 'Where outputs go (default: results/<dataset>-'
     '<group_by>-seed<seed>).')
@@ -58,6 +65,36 @@ def parse_methods(value: str) -> list[str]:
     return list(methods_lib.METHODS)
   return methods_lib.check_methods([m.strip() for m in value.split(',')
                                     if m.strip()])
+
+
+def _check_resumable(state_dir: str, run_config: dict) -> None:
+  """Refuses a run whose configuration differs from the one in `state_dir`.
+
+  The first run writes its configuration there; a later run must match it
+  field by field (field names are flag names), or it ends with one error
+  line: resumed stages and kept evaluations would not be its own.
+  """
+  path = os.path.join(state_dir, 'run.json')
+  if not os.path.exists(path):
+    os.makedirs(state_dir, exist_ok=True)
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+      json.dump(run_config, f, indent=2, sort_keys=True)
+    os.replace(path + '.tmp', path)
+    return
+  try:
+    with open(path, encoding='utf-8') as f:
+      stored = json.load(f)
+  except (OSError, ValueError) as e:
+    dataset_flags.fail(f'{path}: unreadable ({e}); it records the run being '
+                       'resumed: use another --output_dir')
+  for part in sorted(set(stored) | set(run_config)):
+    before, now = stored.get(part, {}), run_config.get(part, {})
+    for name in sorted(set(before) | set(now)):
+      if before.get(name) != now.get(name):
+        dataset_flags.fail(
+            f'{os.path.dirname(state_dir)} holds a run with --{name}='
+            f'{before.get(name)}; this command gives --{name}={now.get(name)}'
+            ' (use another --output_dir, or the same flags to resume)')
 
 
 def main(argv):
@@ -91,13 +128,30 @@ def main(argv):
         lines=PROGRESS.value == 'lines'))
     return bars[-1]
 
+  store = None
+  if CHECKPOINT_EVERY.value > 0:
+    state_dir = os.path.join(output_dir, 'state')
+    _check_resumable(state_dir, {
+        'dataset': dataclasses.asdict(config),
+        'model': {'model': common_flags.MODEL.value},
+        'training': dataclasses.asdict(training_config),
+        'stages': dataclasses.asdict(stage_config)})
+    store = checkpoints.RunStore(state_dir, CHECKPOINT_EVERY.value)
   tensorboard = report.TensorBoardWriter(os.path.join(output_dir,
                                                      'tensorboard'))
   with runtime.local_runtime():
     try:
       outcome = experiment.run(data, preset, training_config, stage_config,
                                methods, make_progress=make_progress,
-                               on_record=tensorboard)
+                               on_record=tensorboard, store=store)
+    except checkpoints.CheckpointError as e:
+      for bar in bars:  # Ends the bars' line before the error line.
+        bar.close()
+      dataset_flags.fail(str(e))
+    except KeyboardInterrupt:
+      print(f'\nstopped; re-run the same command to resume from '
+            f'{output_dir}/state' if store else '\nstopped', file=sys.stderr)
+      sys.exit(130)
     finally:
       for bar in bars:
         bar.close()

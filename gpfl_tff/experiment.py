@@ -13,6 +13,7 @@ from gpfl_tff.data import client_data
 from gpfl_tff.data import text
 from gpfl_tff.evaluation import paired
 from gpfl_tff.evaluation import summary
+from gpfl_tff.learning import checkpoints
 from gpfl_tff.learning import local
 from gpfl_tff.learning import methods as methods_lib
 from gpfl_tff.learning import training
@@ -56,7 +57,8 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
         make_progress: Callable[[dict], Callable[[str, int, int], None]]
         | None = None,
         on_record: Callable[[str, dict], None] | None = None,
-        tree: methods_lib.StageTree | None = None) -> Outcome:
+        tree: methods_lib.StageTree | None = None,
+        store: checkpoints.RunStore | None = None) -> Outcome:
   """Trains the stages the `methods` need and evaluates every client.
 
   `make_progress`, given the plan of the run (`StageTree.plan`), returns the
@@ -65,7 +67,9 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
   (train and validation perplexity), e.g. for live TensorBoard curves.
   `tree`: a stage tree from `build_tree` for these configurations (or from
   `StageTree.with_config`), whose trained stages are reused; by default a
-  new one.
+  new one. `store`: where stages checkpoint and finished evaluations are
+  kept, so that a run stopped midway and started again with the same
+  configurations resumes and ends with the same results.
   """
   methods = methods_lib.check_methods(methods)
   start = time.time()
@@ -74,6 +78,7 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
   elif tree.config != stage_config or tree.training_config != training_config:
     raise ValueError('the given tree was built for other configurations')
   client_batches = tree.batches
+  tree.store = store
   if make_progress is not None:
     tree.on_progress = make_progress(tree.plan(methods))
   if on_record is not None:

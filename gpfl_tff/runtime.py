@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import os
 import signal
+import time
 
 import tensorflow_federated as tff
 
@@ -55,18 +56,34 @@ def worker_pids() -> list[int]:
   return pids
 
 
-def stop_workers() -> None:
-  """Ends this process's TFF workers and waits until they have exited.
-
-  The exited workers are left for TFF to reap (WNOWAIT): TFF's own clean-up
-  signals and waits on its worker later, which must still find it.
-  """
-  for pid in worker_pids():
+def _kill_workers() -> int:
+  """Kills this process's current workers and waits for each; returns how many."""
+  pids = worker_pids()
+  for pid in pids:
     try:
       os.kill(pid, signal.SIGKILL)
       os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
     except (ProcessLookupError, ChildProcessError):
       pass
+  return len(pids)
+
+
+def stop_workers(quiet_seconds: float = 1.0) -> None:
+  """Ends this process's TFF workers and waits until they have exited.
+
+  A computation interrupted by Ctrl-C or SIGTERM may still run in TFF's
+  event-loop thread; when its worker dies, TFF starts a new one and retries.
+  So workers are killed until none has appeared for `quiet_seconds` after a
+  kill. The exited workers are left for TFF to reap (WNOWAIT): TFF's own
+  clean-up signals and waits on its worker later, which must still find it.
+  """
+  if not _kill_workers():
+    return
+  quiet_since = time.monotonic()
+  while time.monotonic() - quiet_since < quiet_seconds:
+    time.sleep(0.05)
+    if _kill_workers():
+      quiet_since = time.monotonic()
 
 
 _exit_hook_registered = False

@@ -210,6 +210,9 @@ class StageTree:
     # Called with (stage, record) after every round, e.g. for TensorBoard.
     self.on_record = lambda stage, record: None
     self._initial = initial_weights
+    # A `checkpoints.RunStore` makes the tree resumable: stages checkpoint
+    # their rounds and finished evaluations are kept (see `_stage`).
+    self.store = None
     self._cache = {}
     self._nested_seconds = 0.0
     self.stage_runs = {}
@@ -273,7 +276,13 @@ class StageTree:
     if name not in self._cache:
       start = time.time()
       outer_nested, self._nested_seconds = self._nested_seconds, 0.0
-      self._cache[name] = compute()
+      stored = name not in STAGE_TABLE and self.store is not None
+      value = self.store.load_evaluation(name) if stored else None
+      if value is None:
+        value = compute()
+        if stored:
+          self.store.save_evaluation(name, value)
+      self._cache[name] = value
       elapsed = time.time() - start
       self.stage_runs[name] = self.stage_runs.get(name, 0) + 1
       self.seconds[name] = elapsed - self._nested_seconds
@@ -297,7 +306,8 @@ class StageTree:
                                        self.training_config.client_epochs),
         rounds, self.training_config.clients_per_round, rng, progress,
         validate=self._validator(client_ids),
-        validate_every=self.config.curve_every)
+        validate_every=self.config.curve_every,
+        checkpoints=None if self.store is None else self.store.stage(stage))
     return state
 
   def _validator(self, client_ids):
@@ -463,7 +473,10 @@ class StageTree:
               np.int32(self.config.finetune_patience))
         else:
           sums = self.local_stage.evaluate_clients(weights, scored)
-        results.update(zip(chunk, sums))
+        # Plain Python numbers: the same whether computed or resumed.
+        results.update((client, {k: float(v) if k != 'best_epoch' else int(v)
+                                 for k, v in client_sums.items()})
+                       for client, client_sums in zip(chunk, sums))
         self.on_progress(label, len(results), total)
     return results
 

@@ -95,11 +95,18 @@ def run_rounds(process, state, client_ids: Sequence[str],
                clients_per_round: int, rng: np.random.Generator,
                on_round: Callable[[dict], None] | None = None,
                validate: Callable[[object], float] | None = None,
-               validate_every: int = 0):
+               validate_every: int = 0, checkpoints=None):
   """Runs `rounds` rounds over clients sampled from `client_ids`.
 
   With `validate` (state -> validation perplexity) and `validate_every` = K
   > 0, every K-th round and the last also record `validation_perplexity`.
+
+  With `checkpoints` (a `checkpoints.StageCheckpoints`), the stage resumes
+  from its latest checkpoint (state, `rng`'s state and the records, which are
+  replayed through `on_round`), saves one every `checkpoints.every` rounds and
+  after the last, and, when the run is stopped (an exception, Ctrl-C or
+  SIGTERM turned into SystemExit), saves the last finished round before the
+  exception goes on.
 
   Returns:
     (state, history): the final state and one dict per round with `round`,
@@ -107,18 +114,43 @@ def run_rounds(process, state, client_ids: Sequence[str],
     `validation_perplexity`.
   """
   history = []
-  for round_num in range(1, rounds + 1):
-    start = time.time()
-    clients = sample_clients(rng, client_ids, clients_per_round)
-    output = process.next(state, [dataset_fn(c) for c in clients])
-    state = output.state
-    record = {'round': round_num, 'clients': len(clients),
-              'train_perplexity': train_perplexity(output.metrics),
-              'seconds': time.time() - start}
-    if validate is not None and validate_every > 0 and (
-        round_num % validate_every == 0 or round_num == rounds):
-      record['validation_perplexity'] = validate(state)
-    history.append(record)
-    if on_round is not None:
-      on_round(record)
+  done = 0
+  # The generator as it was after the last finished round: a round stopped
+  # midway has drawn its clients already.
+  rng_done = rng.bit_generator.state
+  if checkpoints is not None:
+    loaded = checkpoints.load(state)
+    if loaded is not None:
+      done, state, rng_state, history = loaded
+      if done > rounds:
+        raise ValueError(f'{checkpoints.root_dir} holds {done} rounds, more '
+                         f'than the {rounds} asked for')
+      rng.bit_generator.state = rng_done = rng_state
+      if on_round is not None:
+        for record in history:
+          on_round(record)
+  try:
+    for round_num in range(done + 1, rounds + 1):
+      start = time.time()
+      clients = sample_clients(rng, client_ids, clients_per_round)
+      output = process.next(state, [dataset_fn(c) for c in clients])
+      record = {'round': round_num, 'clients': len(clients),
+                'train_perplexity': train_perplexity(output.metrics),
+                'seconds': time.time() - start}
+      if validate is not None and validate_every > 0 and (
+          round_num % validate_every == 0 or round_num == rounds):
+        record['validation_perplexity'] = validate(output.state)
+      # The round counts once its record is complete.
+      state, done = output.state, round_num
+      rng_done = rng.bit_generator.state
+      history.append(record)
+      if checkpoints is not None and (round_num % checkpoints.every == 0
+                                      or round_num == rounds):
+        checkpoints.save(round_num, state, rng_done, history)
+      if on_round is not None:
+        on_round(record)
+  except BaseException:
+    if checkpoints is not None and done > 0:
+      checkpoints.save(done, state, rng_done, history)
+    raise
   return state, history

@@ -24,28 +24,7 @@ _CLIENTS_PER_GROUP = {'a': 3, 'b': 3}
 _OUTPUT_FILES = ('results.json', 'clients.csv', 'summary.md', 'progress.log',
                  'client_perplexity.png', 'validation_curves.png',
                  'small_data.png')
-# Every run's environment carries this marker; a process that still has it
-# after the run (the TFF worker_binary above all) outlived the binary.
-_MARKER = 'GPFL_TEST_RUN'
-
-
-def _marked_processes(marker_value: str) -> list[int]:
-  """Running processes (not zombies) whose environment holds the marker."""
-  needle = f'{_MARKER}={marker_value}'.encode()
-  pids = []
-  for entry in os.listdir('/proc'):
-    if not entry.isdigit():
-      continue
-    try:
-      with open(f'/proc/{entry}/environ', 'rb') as f:
-        environ = f.read().split(b'\0')
-      with open(f'/proc/{entry}/stat', 'rb') as f:
-        stat = f.read().decode(errors='replace')
-    except OSError:
-      continue
-    if needle in environ and stat[stat.rfind(')') + 2] != 'Z':
-      pids.append(int(entry))
-  return pids
+_MARKER = prepare_runner.MARKER
 
 
 class RunGroupPersonalizationTest(tf.test.TestCase):
@@ -67,7 +46,7 @@ class RunGroupPersonalizationTest(tf.test.TestCase):
       cls.runs.append(prepare_runner.run_module(
           _MODULE, *flags, f'--output_dir={output_dir}', timeout=600,
           env={_MARKER: marker}))
-      cls.survivors.append(_marked_processes(marker))
+      cls.survivors.append(prepare_runner.marked_processes(marker))
     cls.results = []
     for output_dir in cls.output_dirs:
       path = os.path.join(output_dir, 'results.json')

@@ -57,3 +57,27 @@ def run_module(module: str, *flags: str, timeout: float = 120,
 def run_prepare(*flags: str, timeout: float = 120) -> Result:
   """`python -m data.prepare FLAGS` from the repository root (`run_module`)."""
   return run_module('data.prepare', *flags, timeout=timeout)
+
+
+# A run's environment may carry this marker (`env={MARKER: value}`); a process
+# that still has it after the run (TFF's worker_binary above all) outlived it.
+MARKER = 'GPFL_TEST_RUN'
+
+
+def marked_processes(marker_value: str) -> list[int]:
+  """Running processes (not zombies) whose environment holds the marker."""
+  needle = f'{MARKER}={marker_value}'.encode()
+  pids = []
+  for entry in os.listdir('/proc'):
+    if not entry.isdigit():
+      continue
+    try:
+      with open(f'/proc/{entry}/environ', 'rb') as f:
+        environ = f.read().split(b'\0')
+      with open(f'/proc/{entry}/stat', 'rb') as f:
+        stat = f.read().decode(errors='replace')
+    except OSError:
+      continue
+    if needle in environ and stat[stat.rfind(')') + 2] != 'Z':
+      pids.append(int(entry))
+  return pids

@@ -1,0 +1,134 @@
+"""A run stopped by SIGTERM resumes with the same command to the same results.
+
+Also: a changed flag is refused, and a broken checkpoint is named, both with
+one error line and nothing overwritten.
+"""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from absl.testing import absltest
+
+from tests.learning import synthetic
+from tests.prepare import prepare_runner
+
+_MODULE = 'experiments.run_group_personalization'
+
+
+def _latest_round(stage_dir: str) -> int:
+  """The latest saved round of a stage's checkpoints (0 if none)."""
+  rounds = [int(name[len('round_'):]) for name in (
+      os.listdir(stage_dir) if os.path.isdir(stage_dir) else [])
+            if name.startswith('round_') and name[len('round_'):].isdigit()]
+  return max(rounds, default=0)
+
+
+class ResumeTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    corpus = synthetic.write_grouped_corpus(
+        os.path.join(cls.root, 'corpus.jsonl'), {'a': 3, 'b': 3})
+    cls.flags = [
+        '--dataset=text_corpus', f'--input={corpus}',
+        f'--cache_dir={os.path.join(cls.root, "cache")}', '--vocab_size=30',
+        '--global_rounds=30', '--group_rounds=2', '--clients_per_round=3',
+        '--finetune_epochs=1', '--batch_size=4', '--seed=1',
+        '--checkpoint_every=1', '--curve_every=10',
+        '--methods=fl,perfl,groupfl,groupperfl']
+    cls.whole = os.path.join(cls.root, 'whole')
+    cls.whole_run = prepare_runner.run_module(
+        _MODULE, *cls.flags, f'--output_dir={cls.whole}', timeout=600)
+
+    # The same command, stopped by SIGTERM once the global stage has saved
+    # round 4, then run again.
+    cls.resumed = os.path.join(cls.root, 'resumed')
+    marker = uuid.uuid4().hex
+    env = dict(os.environ, **{prepare_runner.MARKER: marker})
+    env.pop('TF_CPP_MIN_LOG_LEVEL', None)
+    stopped = subprocess.Popen(
+        [sys.executable, '-m', _MODULE, *cls.flags,
+         f'--output_dir={cls.resumed}'], cwd=prepare_runner.repo_root(),
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stage_dir = os.path.join(cls.resumed, 'state', 'stages', 'global')
+    deadline = time.time() + 300
+    while _latest_round(stage_dir) < 4 and stopped.poll() is None and (
+        time.time() < deadline):
+      time.sleep(0.02)
+    stopped.send_signal(signal.SIGTERM)
+    cls.stopped_code = stopped.wait(timeout=120)
+    cls.stopped_results = os.path.exists(
+        os.path.join(cls.resumed, 'results.json'))
+    cls.survivors = prepare_runner.marked_processes(marker)
+    cls.rounds_saved = _latest_round(stage_dir)
+    cls.resume_run = prepare_runner.run_module(
+        _MODULE, *cls.flags, f'--output_dir={cls.resumed}', timeout=600)
+
+  def _read(self, directory, name):
+    with open(os.path.join(directory, name), encoding='utf-8') as f:
+      return f.read()
+
+  def test_stopped_midway_with_state_saved_and_no_worker_left(self):
+    self.assertEqual(self.whole_run.returncode, 0, self.whole_run.stderr)
+    self.assertEqual(self.stopped_code, 128 + signal.SIGTERM)
+    self.assertFalse(self.stopped_results)
+    self.assertGreaterEqual(self.rounds_saved, 4)
+    self.assertLess(self.rounds_saved, 30)
+    self.assertEqual(self.survivors, [])
+
+  def test_resumed_run_ends_with_the_same_metrics(self):
+    self.assertEqual(self.resume_run.returncode, 0, self.resume_run.stderr)
+    self.assertEqual(self._read(self.resumed, 'clients.csv'),
+                     self._read(self.whole, 'clients.csv'))
+    resumed, whole = (json.loads(self._read(d, 'results.json'))
+                      for d in (self.resumed, self.whole))
+    for key in ('methods', 'paired', 'curves', 'small_data'):
+      self.assertEqual(resumed[key], whole[key], key)
+
+  def test_changed_flag_is_refused_and_nothing_is_overwritten(self):
+    before = self._read(self.whole, 'results.json')
+    run = prepare_runner.run_module(
+        _MODULE, *self.flags, '--global_rounds=31',
+        f'--output_dir={self.whole}', timeout=300)
+    self.assertEqual(run.returncode, 2)
+    self.assertLen(run.stderr_lines, 1)
+    self.assertStartsWith(run.stderr_lines[0], 'error: ')
+    self.assertIn('--global_rounds=30', run.stderr_lines[0])
+    self.assertIn('--global_rounds=31', run.stderr_lines[0])
+    self.assertEqual(self._read(self.whole, 'results.json'), before)
+
+  def test_broken_checkpoint_is_named_not_restarted(self):
+    broken = os.path.join(self.root, 'broken')
+    shutil.copytree(self.whole, broken)
+    os.remove(os.path.join(broken, 'results.json'))
+    # Without kept evaluations the global stage must be loaded again.
+    shutil.rmtree(os.path.join(broken, 'state', 'evaluations'))
+    latest = glob.glob(os.path.join(broken, 'state', 'stages', 'global',
+                                    'round_30', 'variables', '*'))
+    for path in latest:
+      with open(path, 'r+b') as f:
+        f.truncate(8)
+    run = prepare_runner.run_module(_MODULE, *self.flags,
+                                    f'--output_dir={broken}', timeout=300)
+    self.assertEqual(run.returncode, 2)
+    # After the progress bars of the stage it was loading: one error line.
+    errors = [l for l in run.stderr_lines if 'error' in l]
+    self.assertLen(errors, 1)
+    self.assertEqual(errors[0], run.stderr_lines[-1])
+    self.assertStartsWith(errors[0], 'error: checkpoint ')
+    self.assertIn('round_30 is unreadable', errors[0])
+    self.assertFalse(os.path.exists(os.path.join(broken, 'results.json')))
+
+
+if __name__ == '__main__':
+  absltest.main()
