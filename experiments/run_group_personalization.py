@@ -8,6 +8,7 @@ client_perplexity.png to --output_dir, and prints the methods table.
 The defaults are sized for a 2-core CPU (model `small`).
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -55,6 +56,10 @@ CHECKPOINT_EVERY = flags.DEFINE_integer(
     'checkpoint_every', 20, 'Checkpoint every federated stage every this many '
     'rounds (and at its end) in <output_dir>/state, and keep finished '
     'evaluations there: the same command run again resumes. 0: off.')
+WORKERS = flags.DEFINE_list(
+    'workers', [], 'host:port of a TFF worker_binary started elsewhere (see '
+    'README, "Remote workers") to run every computation on; empty: a local '
+    'worker. One address for now.')
 OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', '', 'Where outputs go (default: results/<dataset>-'
     '<group_by>-seed<seed>).')
@@ -111,6 +116,9 @@ def main(argv):
   except ValueError as e:
     dataset_flags.fail(str(e))
 
+  if len(WORKERS.value) > 1:
+    dataset_flags.fail(f'--workers gives {len(WORKERS.value)} addresses; one '
+                       'remote worker is supported so far')
   config = dataset_flags.config(default_vocab_size=preset.vocab_size)
   output_dir = OUTPUT_DIR.value or (
       f'results/{config.dataset}-{config.group_by}-seed{common_flags.SEED.value}')
@@ -139,7 +147,12 @@ def main(argv):
     store = checkpoints.RunStore(state_dir, CHECKPOINT_EVERY.value)
   tensorboard = report.TensorBoardWriter(os.path.join(output_dir,
                                                      'tensorboard'))
-  with runtime.local_runtime():
+  with contextlib.ExitStack() as stack:
+    try:
+      stack.enter_context(runtime.remote_runtime(WORKERS.value[0])
+                          if WORKERS.value else runtime.local_runtime())
+    except runtime.WorkerError as e:
+      dataset_flags.fail(str(e))
     try:
       outcome = experiment.run(data, preset, training_config, stage_config,
                                methods, make_progress=make_progress,

@@ -1,4 +1,4 @@
-"""TFF's local C++ runtime, and making sure its worker process ends.
+"""TFF's C++ runtime: a local worker that always ends, or a remote one.
 
 TFF's default local execution context serves computations from a
 `worker_binary` subprocess. That process can outlive Python (and hold the
@@ -7,6 +7,12 @@ context and, on exit (and at interpreter exit, for a body that never returns),
 ends every `worker_binary` child of this process. Importing this module does
 nothing: the interpreter-exit hook is registered by the first
 `local_runtime()` only.
+
+`remote_runtime(address)` runs every computation on a `worker_binary` started
+elsewhere (see README: "Remote workers"), through TFF's public parts:
+`RemoteExecutorGrpcStub` over a gRPC channel, a `RemoteExecutor` per
+cardinality from a `ResourceManagingExecutorFactory`, and the same
+`SyncExecutionContext` with TFF's native compiler that the local context uses.
 
 Why workers are found in /proc: TFF 0.87's local context starts its worker
 in a private subprocess object and offers no public handle to it.
@@ -101,3 +107,49 @@ def local_runtime():
     yield
   finally:
     stop_workers()
+
+
+class WorkerError(Exception):
+  """A remote TFF worker cannot be reached."""
+
+
+@contextlib.contextmanager
+def remote_runtime(address: str, connect_seconds: float = 30.0,
+                   default_num_clients: int = 0):
+  """Runs the body's computations on the TFF worker at `address` (host:port).
+
+  Raises WorkerError if no worker answers within `connect_seconds`. The
+  previous default context is restored on exit; the remote worker is left
+  running (it belongs to whoever started it).
+  """
+  import grpc  # pylint: disable=g-import-not-at-top
+
+  channel = grpc.insecure_channel(address)
+  try:
+    grpc.channel_ready_future(channel).result(timeout=connect_seconds)
+  except grpc.FutureTimeoutError:
+    channel.close()
+    raise WorkerError(f'no TFF worker answers at {address} (waited '
+                      f'{connect_seconds:g} s)') from None
+  stub = tff.framework.RemoteExecutorGrpcStub(channel)
+
+  def stack_fn(cardinalities):
+    cardinalities.setdefault(tff.CLIENTS, default_num_clients)
+    executor = tff.framework.RemoteExecutor(stub)
+    executor.set_cardinalities(cardinalities)
+    return executor
+
+  context = tff.framework.SyncExecutionContext(
+      executor_fn=tff.framework.ResourceManagingExecutorFactory(stack_fn),
+      compiler_fn=tff.backends.native.desugar_and_transform_to_native,
+      transform_args=tff.tensorflow.transform_args,
+      transform_result=tff.tensorflow.transform_result)
+  stack = tff.framework.get_context_stack()
+  previous = stack.current
+  tff.framework.set_default_context(context)
+  try:
+    yield
+  finally:
+    # The channel is left to be collected with the context: TFF may still
+    # release remote values through it.
+    tff.framework.set_default_context(previous)

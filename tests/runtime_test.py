@@ -1,10 +1,12 @@
 """Tests of gpfl_tff.runtime: TFF's worker process ends with the block."""
 
 import os
+import signal
 import subprocess
 import sys
 
 import numpy as np
+import portpicker
 import tensorflow as tf
 import tensorflow_federated as tff
 
@@ -79,6 +81,46 @@ class LocalRuntimeTest(tf.test.TestCase):
           stat = f.read().decode()
         self.assertEqual(int(stat[stat.rfind(')') + 2:].split()[1]),
                          os.getpid())
+
+
+def _worker_binary() -> str:
+  return os.path.join(os.path.dirname(tff.__file__), 'data', 'worker_binary')
+
+
+@tff.federated_computation(tff.FederatedType(np.int32, tff.CLIENTS))
+def _sum_plus_one(values):
+  return tff.federated_sum(tff.federated_map(_add_one, values))
+
+
+class RemoteRuntimeTest(tf.test.TestCase):
+
+  def test_computations_run_on_a_worker_started_elsewhere(self):
+    port = portpicker.pick_unused_port()
+    # Started through a shell that exits at once, so that the worker is not
+    # this process's child: like one started on another machine.
+    started = subprocess.run(
+        ['sh', '-c', f'{_worker_binary()} --port={port} >/dev/null 2>&1 & '
+         'echo $!'], capture_output=True, text=True, check=True)
+    pid = int(started.stdout)
+    try:
+      with runtime.remote_runtime(f'localhost:{port}'):
+        self.assertEqual(_add_one(41), 42)
+        remote = _sum_plus_one([1, 2, 3, 4])
+        # No local worker was started for it.
+        self.assertEqual(runtime.worker_pids(), [])
+      with runtime.local_runtime():
+        self.assertEqual(_sum_plus_one([1, 2, 3, 4]), remote)
+      self.assertEqual(remote, 14)
+      self.assertTrue(_alive(pid))  # The remote worker is not ours to end.
+    finally:
+      os.kill(pid, signal.SIGKILL)
+
+  def test_no_worker_is_one_clear_error(self):
+    port = portpicker.pick_unused_port()
+    with self.assertRaisesRegex(runtime.WorkerError,
+                                f'no TFF worker answers at localhost:{port}'):
+      with runtime.remote_runtime(f'localhost:{port}', connect_seconds=1):
+        pass
 
 
 if __name__ == '__main__':
