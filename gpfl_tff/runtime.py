@@ -22,7 +22,9 @@ import atexit
 import contextlib
 import os
 import signal
+import subprocess
 import time
+import uuid
 
 import tensorflow_federated as tff
 
@@ -93,20 +95,56 @@ def stop_workers(quiet_seconds: float = 1.0) -> None:
 
 
 _exit_hook_registered = False
+_MARK = 'GPFL_RUNTIME_ID'
+
+# Waits for the driver (pid $1) to end, then kills every process whose
+# environment holds the mark ($2): the workers it started (they inherit the
+# driver's environment), however the driver ended, kill -9 included.
+_WATCHER = r"""
+while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
+for dir in /proc/[0-9]*; do
+  pid=${dir#/proc/}
+  [ "$pid" = "$$" ] && continue
+  if tr '\0' '\n' < "$dir/environ" 2>/dev/null | grep -qx "$2"; then
+    kill -9 "$pid" 2>/dev/null
+  fi
+done
+"""
+
+
+def _start_watcher() -> subprocess.Popen:
+  """Marks this process's environment and starts the watcher (see _WATCHER).
+
+  The watcher is a separate session with no terminal streams, so that neither
+  Ctrl-C nor a closed pipe ends it before the driver.
+  """
+  mark = f'{_MARK}={os.getpid()}-{uuid.uuid4().hex}'
+  os.environ[_MARK] = mark.split('=', 1)[1]
+  return subprocess.Popen(
+      ['sh', '-c', _WATCHER, 'gpfl-worker-watcher', str(os.getpid()), mark],
+      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 @contextlib.contextmanager
 def local_runtime():
-  """Runs the body under TFF's local C++ runtime; its workers end on exit."""
+  """Runs the body under TFF's local C++ runtime; its workers end on exit.
+
+  They also end if this process dies without cleaning up (kill -9): a small
+  watcher process outlives it just long enough to end them.
+  """
   global _exit_hook_registered
   if not _exit_hook_registered:
     atexit.register(stop_workers)
     _exit_hook_registered = True
+  watcher = _start_watcher()
   tff.backends.native.set_sync_local_cpp_execution_context()
   try:
     yield
   finally:
     stop_workers()
+    watcher.kill()
+    watcher.wait()
 
 
 class WorkerError(Exception):

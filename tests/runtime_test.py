@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import portpicker
@@ -63,6 +64,30 @@ class LocalRuntimeTest(tf.test.TestCase):
         self.assertNotEmpty(runtime.worker_pids())
         raise RuntimeError('body failed')
     self.assertEqual(runtime.worker_pids(), [])
+
+  def test_workers_end_when_the_driver_is_killed(self):
+    # A driver that starts its worker, reports the pid and waits; kill -9
+    # gives it no chance to clean up.
+    code = ('import sys, time, numpy as np, tensorflow_federated as tff\n'
+            'from gpfl_tff import runtime\n'
+            'comp = tff.tensorflow.computation(lambda x: x + 1, np.int32)\n'
+            'with runtime.local_runtime():\n'
+            '  comp(1)\n'
+            '  print(*runtime.worker_pids(), flush=True)\n'
+            '  time.sleep(600)\n')
+    driver = subprocess.Popen([sys.executable, '-c', code],
+                              stdout=subprocess.PIPE, text=True)
+    workers = [int(p) for p in driver.stdout.readline().split()]
+    self.assertNotEmpty(workers)
+    for pid in workers:
+      self.assertTrue(_alive(pid))
+    driver.kill()
+    driver.wait()
+    deadline = time.time() + 30
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+      time.sleep(0.1)
+    for pid in workers:
+      self.assertFalse(_alive(pid), pid)
 
   def test_import_has_no_side_effects(self):
     # In a fresh interpreter: TFF's own hooks first, then ours adds none.
