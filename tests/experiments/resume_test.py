@@ -1,4 +1,4 @@
-"""A run stopped by SIGTERM resumes with the same command to the same results.
+"""A run stopped by SIGTERM, or killed -9 five times, resumes to the same results.
 
 Also: a changed flag is refused, and a broken checkpoint is named, both with
 one error line and nothing overwritten.
@@ -7,6 +7,7 @@ one error line and nothing overwritten.
 import glob
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,14 @@ from tests.learning import synthetic
 from tests.prepare import prepare_runner
 
 _MODULE = 'experiments.run_group_personalization'
+
+
+def _lines(path: str) -> int:
+  try:
+    with open(path, encoding='utf-8') as f:
+      return sum(1 for _ in f)
+  except FileNotFoundError:
+    return 0
 
 
 def _latest_round(stage_dir: str) -> int:
@@ -94,6 +103,42 @@ class ResumeTest(absltest.TestCase):
                       for d in (self.resumed, self.whole))
     for key in ('methods', 'paired', 'curves', 'small_data'):
       self.assertEqual(resumed[key], whole[key], key)
+
+  def test_killed_five_times_then_resumed_equals_uninterrupted(self):
+    output_dir = os.path.join(self.root, 'killed')
+    log = os.path.join(output_dir, 'progress.log')
+    rng = random.Random(5)
+    marker = uuid.uuid4().hex
+    env = dict(os.environ, **{prepare_runner.MARKER: marker})
+    env.pop('TF_CPP_MIN_LOG_LEVEL', None)
+    kills = 0
+    for _ in range(5):
+      # Killed once the run has logged a random number of new steps
+      # (rounds or evaluated chunks): a random round of a random stage.
+      before = _lines(log)
+      steps = rng.randint(2, 12)
+      run = subprocess.Popen(
+          [sys.executable, '-m', _MODULE, *self.flags,
+           f'--output_dir={output_dir}'], cwd=prepare_runner.repo_root(),
+          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      deadline = time.time() + 300
+      while (_lines(log) < before + steps and run.poll() is None
+             and time.time() < deadline):
+        time.sleep(0.02)
+      if run.poll() is None:
+        run.kill()
+        kills += 1
+      run.wait()
+    self.assertGreaterEqual(kills, 3)
+    deadline = time.time() + 30
+    while prepare_runner.marked_processes(marker) and time.time() < deadline:
+      time.sleep(0.1)
+    self.assertEqual(prepare_runner.marked_processes(marker), [])
+    final = prepare_runner.run_module(
+        _MODULE, *self.flags, f'--output_dir={output_dir}', timeout=600)
+    self.assertEqual(final.returncode, 0, final.stderr)
+    self.assertEqual(self._read(output_dir, 'clients.csv'),
+                     self._read(self.whole, 'clients.csv'))
 
   def test_changed_flag_is_refused_and_nothing_is_overwritten(self):
     before = self._read(self.whole, 'results.json')
