@@ -486,6 +486,11 @@ class StageTree:
     if spec.reference:
       return self._stage(f'eval/{spec.start}',
                          lambda: self._evaluate_reference(spec.start))
+    if self.store is not None and spec.start != 'initial':
+      # A resumed run may hold this evaluation already; its stages are still
+      # loaded (from their checkpoints) so that their records and curves are
+      # in `history`, as in a run never stopped.
+      self._weights_by_group(spec.start)
     name = (f'local/{spec.start}' if spec.finetune else f'eval/{spec.start}')
     return self._stage(name, lambda: self._evaluate_start(spec.start,
                                                           spec.finetune))

@@ -140,6 +140,19 @@ class ResumeTest(absltest.TestCase):
     self.assertEqual(self._read(output_dir, 'clients.csv'),
                      self._read(self.whole, 'clients.csv'))
 
+  def test_finished_run_run_again_gives_the_same_results(self):
+    again = os.path.join(self.root, 'again')
+    shutil.copytree(self.whole, again)
+    os.remove(os.path.join(again, 'results.json'))
+    run = prepare_runner.run_module(_MODULE, *self.flags,
+                                    f'--output_dir={again}', timeout=600)
+    self.assertEqual(run.returncode, 0, run.stderr)
+    again_results, whole = (json.loads(self._read(d, 'results.json'))
+                            for d in (again, self.whole))
+    for key in ('methods', 'paired', 'curves', 'small_data'):
+      self.assertEqual(again_results[key], whole[key], key)
+    self.assertNotEmpty(again_results['curves']['global'])
+
   def test_changed_flag_is_refused_and_nothing_is_overwritten(self):
     before = self._read(self.whole, 'results.json')
     run = prepare_runner.run_module(
