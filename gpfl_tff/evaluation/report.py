@@ -168,7 +168,7 @@ def write_small_data_figure(path: str, rows: list[dict]) -> None:
   ax.axhline(0.0, color='black', linewidth=0.8)
   ax.set_xlabel('bin of train tokens within the group (1 = least data)')
   ax.set_ylabel('log ppl(groupperfl) - log ppl(perfl)')
-  ax.set_title('Gain of groupperfl over perfl by client data '
+  ax.set_title('Gain of groupperfl over perfl by client data\n'
                '(below 0: groupperfl better; 95% bootstrap CI)')
   fig.tight_layout()
   fig.savefig(path, dpi=110)
