@@ -51,8 +51,12 @@ def _spread(values: list[float], digits: int) -> str:
   return f'{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}'
 
 
-# Flags that may differ between pooled runs.
-_FREE_FLAGS = ('seed', 'output_dir')
+# Flags that may differ between pooled runs: the seed, and flags that change
+# where or how a run executes but not its numbers (checkpointing and resuming
+# give the same metrics: tests/experiments/resume_test.py; the worker runs
+# the same computations).
+_FREE_FLAGS = ('seed', 'output_dir', 'progress', 'checkpoint_every',
+               'workers')
 
 
 def check_poolable(runs: list[dict], names: list[str]) -> str | None:

@@ -93,6 +93,19 @@ class AggregateResultsTest(absltest.TestCase):
     self.assertLen(run.stderr_lines, 1)
     self.assertIn('scored on other clients', run.stderr_lines[0])
 
+  def test_flags_that_leave_the_numbers_alone_may_differ(self):
+    root = self.create_tempdir().full_path
+    dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
+    path = os.path.join(dirs[1], 'results.json')
+    with open(path) as f:
+      results = json.load(f)
+    results['flags'].update(workers=['host:1'], checkpoint_every=5,
+                            progress='bars')
+    with open(path, 'w') as f:
+      json.dump(results, f)
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 0, run.stderr)
+
   def test_runs_with_other_flags_are_refused(self):
     root = self.create_tempdir().full_path
     dirs = [_run_dir(root, 0, 100.0, 0.5),
