@@ -5,6 +5,7 @@ import os
 import sqlite3
 import zipfile
 
+from gpfl_tff.data import client_data
 from gpfl_tff.data import wheels
 
 
@@ -39,32 +40,20 @@ def write_tff_sqlite(path: str, rows) -> None:
 
   `tff.simulation.datasets.save_to_sql_client_data` writes one split per client
   id, but TFF's Shakespeare and Stack Overflow files hold the same client id in
-  several splits, so the rows are written directly, in TFF's schema (the same
-  CREATE TABLE statements as `save_to_sql_client_data`).
+  several splits, so the rows are written directly, in TFF's schema, by the
+  project's own writer (`client_data.write_sql_tables`).
 
   Args:
     path: the file to write.
     rows: (split_name, client_id, serialized tf.train.Example bytes), in the
       order a client's examples should be read back.
   """
+  rows = list(rows)
+  counts = {}
+  for split, client_id, _ in rows:
+    counts[(client_id, split)] = counts.get((client_id, split), 0) + 1
   connection = sqlite3.connect(path)
-  with connection:
-    connection.execute("""CREATE TABLE examples (
-        split_name TEXT NOT NULL,
-        client_id TEXT NOT NULL,
-        serialized_example_proto BLOB NOT NULL);""")
-    connection.execute("""CREATE TABLE client_metadata (
-        client_id TEXT NOT NULL,
-        split_name TEXT NOT NULL,
-        num_examples INTEGER NOT NULL);""")
-    connection.executemany(
-        'INSERT INTO examples (split_name, client_id, '
-        'serialized_example_proto) VALUES (?, ?, ?);', rows)
-    counts = {}
-    for split, client_id, _ in rows:
-      counts[(client_id, split)] = counts.get((client_id, split), 0) + 1
-    connection.executemany(
-        'INSERT INTO client_metadata (client_id, split_name, num_examples) '
-        'VALUES (?, ?, ?);',
-        [(c, s, n) for (c, s), n in sorted(counts.items())])
+  client_data.write_sql_tables(
+      connection, rows,
+      lambda: [(c, s, n) for (c, s), n in sorted(counts.items())])
   connection.close()
