@@ -10,8 +10,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -63,12 +61,9 @@ class ResumeTest(absltest.TestCase):
     # round 4, then run again.
     cls.resumed = os.path.join(cls.root, 'resumed')
     marker = uuid.uuid4().hex
-    env = dict(os.environ, **{prepare_runner.MARKER: marker})
-    env.pop('TF_CPP_MIN_LOG_LEVEL', None)
-    stopped = subprocess.Popen(
-        [sys.executable, '-m', _MODULE, *cls.flags,
-         f'--output_dir={cls.resumed}'], cwd=prepare_runner.repo_root(),
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stopped = prepare_runner.start_module(
+        _MODULE, *cls.flags, f'--output_dir={cls.resumed}',
+        env={prepare_runner.MARKER: marker})
     stage_dir = os.path.join(cls.resumed, 'state', 'stages', 'global')
     deadline = time.time() + 300
     while _latest_round(stage_dir) < 4 and stopped.poll() is None and (
@@ -109,18 +104,15 @@ class ResumeTest(absltest.TestCase):
     log = os.path.join(output_dir, 'progress.log')
     rng = random.Random(5)
     marker = uuid.uuid4().hex
-    env = dict(os.environ, **{prepare_runner.MARKER: marker})
-    env.pop('TF_CPP_MIN_LOG_LEVEL', None)
     kills = 0
     for _ in range(5):
       # Killed once the run has logged a random number of new steps
       # (rounds or evaluated chunks): a random round of a random stage.
       before = _lines(log)
       steps = rng.randint(2, 12)
-      run = subprocess.Popen(
-          [sys.executable, '-m', _MODULE, *self.flags,
-           f'--output_dir={output_dir}'], cwd=prepare_runner.repo_root(),
-          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      run = prepare_runner.start_module(
+          _MODULE, *self.flags, f'--output_dir={output_dir}',
+          env={prepare_runner.MARKER: marker})
       deadline = time.time() + 300
       while (_lines(log) < before + steps and run.poll() is None
              and time.time() < deadline):

@@ -43,15 +43,32 @@ def run_module(module: str, *flags: str, timeout: float = 120,
     timeout: seconds before the run is killed (and the test fails).
     env: variables added to the test's environment.
   """
+  completed = subprocess.run(
+      [sys.executable, '-m', module, *flags], cwd=repo_root(),
+      env=_environment(env), capture_output=True, text=True,
+      timeout=timeout, check=False)
+  return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+def start_module(module: str, *flags: str,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+  """`run_module` without waiting: the running process, output discarded.
+
+  For tests that stop a binary midway (signals, kill -9).
+  """
+  return subprocess.Popen(
+      [sys.executable, '-m', module, *flags], cwd=repo_root(),
+      env=_environment(env), stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL)
+
+
+def _environment(env: dict[str, str] | None) -> dict[str, str]:
+  """The test's environment as a user's (see `run_module`), plus `env`."""
   run_env = dict(os.environ)
   run_env.pop('TF_CPP_MIN_LOG_LEVEL', None)
   run_env.pop('GPFL_CACHE_DIR', None)
   run_env.update(env or {})
-  completed = subprocess.run(
-      [sys.executable, '-m', module, *flags], cwd=repo_root(),
-      env=run_env, capture_output=True, text=True, timeout=timeout,
-      check=False)
-  return Result(completed.returncode, completed.stdout, completed.stderr)
+  return run_env
 
 
 def run_prepare(*flags: str, timeout: float = 120) -> Result:
