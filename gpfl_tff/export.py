@@ -26,6 +26,7 @@ import json
 import os
 
 import tensorflow_federated as tff
+from tensorflow_federated.proto.v0 import computation_pb2
 
 from gpfl_tff.learning import local
 from gpfl_tff.learning import training
@@ -83,7 +84,6 @@ def load(output_dir: str, name: str) -> tff.Computation:
   Raises ValueError if the file is missing or is not a serialized
   computation.
   """
-  from tensorflow_federated.proto.v0 import computation_pb2  # pylint: disable=g-import-not-at-top
   path = os.path.join(output_dir, f'{name}.pb')
   proto = computation_pb2.Computation()
   try:

@@ -9,8 +9,9 @@ records and ends with the same state as a run never interrupted.
 FileProgramStateManager writes each version to a temporary folder and renames
 it, so a crash mid-save leaves the previous version whole.
 
-`EvaluationStore` keeps each finished evaluation (client id -> metric sums)
-as one JSON file, written to a temporary name and renamed.
+`RunStore` places a run's stage checkpoints and keeps each finished
+evaluation (client id -> metric sums) as one JSON file, written to a temporary
+name and renamed.
 
 A checkpoint that cannot be read raises `CheckpointError` naming its path:
 a run never silently starts a stage again from round 0 over a broken one.
