@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
 
 from absl import flags
@@ -72,6 +73,42 @@ def parse_methods(value: str) -> list[str]:
                                     if m.strip()])
 
 
+class _Stopped(Exception):
+  """Raised at a stopping point after SIGINT or SIGTERM."""
+
+  def __init__(self, signum: int):
+    super().__init__(signum)
+    self.signum = signum
+
+
+class _StopRequests:
+  """SIGINT and SIGTERM end the run at its next stopping point.
+
+  An exception raised by the signal itself could land anywhere: inside a
+  checkpoint being written, or while TFF's event-loop thread still runs a
+  computation (measured: the driver then sometimes aborted with SIGABRT
+  instead of exiting). So the first signal is only recorded, and `check()`,
+  called after every round and every evaluated chunk, raises `_Stopped`
+  there: the round's state is whole and `run_rounds` saves it. A second
+  signal exits at once.
+  """
+
+  def __init__(self):
+    self.signum = None
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(signum, self._record)
+
+  def _record(self, signum, frame):
+    del frame
+    if self.signum is not None:
+      sys.exit(128 + signum)
+    self.signum = signum
+
+  def check(self) -> None:
+    if self.signum is not None:
+      raise _Stopped(self.signum)
+
+
 def _check_resumable(state_dir: str, run_config: dict) -> None:
   """Refuses a run whose configuration differs from the one in `state_dir`.
 
@@ -130,11 +167,18 @@ def main(argv):
   os.makedirs(output_dir, exist_ok=True)
   bars = []
 
+  stop = _StopRequests()
+
   def make_progress(plan):
     bars.append(progress_lib.Progress(
         plan, os.path.join(output_dir, 'progress.log'),
         lines=PROGRESS.value == 'lines'))
-    return bars[-1]
+
+    def report(*step):
+      bars[-1](*step)
+      stop.check()  # After each round or chunk: the stopping point.
+
+    return report
 
   store = None
   if CHECKPOINT_EVERY.value > 0:
@@ -161,10 +205,12 @@ def main(argv):
       for bar in bars:  # Ends the bars' line before the error line.
         bar.close()
       dataset_flags.fail(str(e))
-    except KeyboardInterrupt:
-      print(f'\nstopped; re-run the same command to resume from '
-            f'{output_dir}/state' if store else '\nstopped', file=sys.stderr)
-      sys.exit(130)
+    except _Stopped as e:
+      for bar in bars:
+        bar.close()
+      print(f'stopped; re-run the same command to resume from '
+            f'{output_dir}/state' if store else 'stopped', file=sys.stderr)
+      sys.exit(128 + e.signum)
     finally:
       for bar in bars:
         bar.close()
