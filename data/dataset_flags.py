@@ -1,18 +1,13 @@
-"""Dataset flags shared by the binaries, and their error handling at the edge."""
+"""Dataset flags shared by the binaries (their runner is experiments/cli.py)."""
 
 import os
-import signal
-import sys
 
 # Before TensorFlow loads: keep its C++ start-up chatter off the console.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
-from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
-from absl import logging  # pylint: disable=g-import-not-at-top
 
 from gpfl_tff.data import datasets
-from gpfl_tff.data.errors import DataError
 
 DATASET = flags.DEFINE_enum('dataset', 'shakespeare', datasets.DATASETS,
                             'Which dataset to read.')
@@ -59,36 +54,3 @@ def config(default_vocab_size: int | None = None) -> datasets.DatasetConfig:
 
 def cache_dir() -> str:
   return CACHE_DIR.value or datasets.default_cache_dir()
-
-
-def fail(message: str) -> None:
-  """Prints one error line and exits with status 2."""
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
-
-
-def _parse(argv):
-  try:
-    argv = flags.FLAGS(argv)
-    if not flags.FLAGS['verbosity'].present:
-      logging.set_verbosity(logging.WARNING)
-    return argv
-  except flags.Error as e:
-    fail(str(e).splitlines()[0])
-
-
-def run(main) -> None:
-  """Runs an absl main; bad flags and bad data end in one line and exit 2."""
-
-  def guarded(argv):
-    # SIGTERM ends the run like Ctrl-C would: `finally` blocks run, so TFF's
-    # worker process is stopped instead of orphaned.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    if len(argv) > 1:
-      fail(f'unexpected arguments: {" ".join(argv[1:])}')
-    try:
-      main(argv)
-    except DataError as e:
-      fail(str(e))
-
-  app.run(guarded, flags_parser=_parse)

@@ -17,6 +17,7 @@ import os
 from absl import flags
 
 from data import dataset_flags
+from experiments import cli
 from gpfl_tff.data import datasets
 
 OUTPUT_DIR = flags.DEFINE_string(
@@ -64,4 +65,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  dataset_flags.run(main)
+  cli.run(main)

@@ -38,7 +38,7 @@ import sqlite3
 from absl import flags
 import numpy as np
 
-from data import dataset_flags
+from experiments import cli
 from gpfl_tff.data import client_data
 from gpfl_tff.data.errors import DataError
 
@@ -273,4 +273,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  dataset_flags.run(main)
+  cli.run(main)

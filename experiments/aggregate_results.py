@@ -26,9 +26,7 @@ import json
 import os
 import statistics
 
-from absl import app
-
-from data import dataset_flags
+from experiments import cli
 from gpfl_tff.evaluation import paired as paired_lib
 from gpfl_tff.learning import methods as methods_lib
 
@@ -39,9 +37,9 @@ def _load(directory: str) -> dict:
     with open(path, encoding='utf-8') as f:
       return json.load(f)
   except FileNotFoundError:
-    dataset_flags.fail(f'{path}: not found')
+    cli.fail(f'{path}: not found')
   except json.JSONDecodeError as e:
-    dataset_flags.fail(f'{path}: invalid JSON ({e.msg})')
+    cli.fail(f'{path}: invalid JSON ({e.msg})')
 
 
 def _spread(values: list[float], digits: int) -> str:
@@ -89,7 +87,7 @@ def _client_sums(directory: str) -> dict | None:
             'loss_sum': float(row['loss_sum']),
             'token_count': float(row['token_count'])}
   except (KeyError, ValueError, csv.Error) as e:
-    dataset_flags.fail(f'{path}: malformed ({e})')
+    cli.fail(f'{path}: malformed ({e})')
   return sums
 
 
@@ -100,8 +98,8 @@ def pooled_paired(client_sums: list[dict]) -> dict:
     clients = set(client_sums[0][method])
     for run in client_sums[1:]:
       if set(run.get(method, {})) != clients:
-        dataset_flags.fail(f'refusing to pool runs: {method} was scored on '
-                           'other clients in different runs')
+        cli.fail(f'refusing to pool runs: {method} was scored on '
+                 'other clients in different runs')
     for client in clients:
       pooled[method][client] = {
           key: sum(run[method][client][key] for run in client_sums)
@@ -146,12 +144,12 @@ def _interval(row: dict | None) -> str:
 def main(argv):
   directories = argv[1:]
   if not directories:
-    dataset_flags.fail('give one or more output folders of '
-                       'run_group_personalization')
+    cli.fail('give one or more output folders of '
+             'run_group_personalization')
   runs = [_load(d) for d in directories]
   difference = check_poolable(runs, directories)
   if difference is not None:
-    dataset_flags.fail(f'refusing to pool runs: {difference}')
+    cli.fail(f'refusing to pool runs: {difference}')
   seeds = [run['stages']['seed'] for run in runs]
   print(f'{len(runs)} runs, seeds {seeds}; mean ± standard deviation over '
         'runs')
@@ -164,4 +162,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, arguments=True)

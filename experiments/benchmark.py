@@ -37,6 +37,7 @@ import numpy as np
 from benchmarks import hardware
 from benchmarks import plain_tf
 from data import dataset_flags
+from experiments import cli
 from experiments import common_flags
 from gpfl_tff import runtime
 from gpfl_tff.data import batches as batches_lib
@@ -189,13 +190,13 @@ class Bench:
 def main(argv):
   del argv
   if REPS.value < 1 or LOCAL_CLIENTS.value < 1:
-    dataset_flags.fail('--reps and --local_clients must be positive')
+    cli.fail('--reps and --local_clients must be positive')
   preset = common_flags.preset()
   try:
     training_config = common_flags.training_config()
     stage_config = common_flags.stage_config()
   except ValueError as e:
-    dataset_flags.fail(str(e))
+    cli.fail(str(e))
   config = dataset_flags.config(default_vocab_size=preset.vocab_size)
   data = datasets.load_or_prepare(config, dataset_flags.cache_dir())
   encoder = text.TextEncoder(data.vocabulary, preset.seq_len)
@@ -286,4 +287,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  dataset_flags.run(main)
+  cli.run(main)

@@ -20,6 +20,7 @@ from absl import flags
 import numpy as np
 
 from data import dataset_flags
+from experiments import cli
 from experiments import common_flags
 from gpfl_tff import runtime
 from gpfl_tff.data import batches as batches_lib
@@ -46,9 +47,9 @@ def main(argv):
     training_config = common_flags.training_config()
     stage_config = common_flags.stage_config()
   except ValueError as e:
-    dataset_flags.fail(str(e))
+    cli.fail(str(e))
   if stage_config.finetune_patience < 1:
-    dataset_flags.fail('--finetune_patience must be at least 1 here')
+    cli.fail('--finetune_patience must be at least 1 here')
   config = dataset_flags.config(default_vocab_size=preset.vocab_size)
   data = datasets.load_or_prepare(config, dataset_flags.cache_dir())
   encoder = text.TextEncoder(data.vocabulary, preset.seq_len)
@@ -118,4 +119,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  dataset_flags.run(main)
+  cli.run(main)

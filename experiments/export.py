@@ -15,6 +15,7 @@ import os
 from absl import flags
 
 from data import dataset_flags
+from experiments import cli
 from experiments import common_flags
 from gpfl_tff import export
 from gpfl_tff.data import text
@@ -30,13 +31,13 @@ def main(argv):
   vocab_size = (dataset_flags.VOCAB_SIZE.value
                 if dataset_flags.VOCAB_SIZE.present else preset.vocab_size)
   if vocab_size < 1:
-    dataset_flags.fail(f'--vocab_size must be at least 1, got {vocab_size}')
+    cli.fail(f'--vocab_size must be at least 1, got {vocab_size}')
   try:
     training_config = common_flags.training_config()
   except ValueError as e:
-    dataset_flags.fail(str(e))
+    cli.fail(str(e))
   if os.path.exists(OUTPUT_DIR.value) and not os.path.isdir(OUTPUT_DIR.value):
-    dataset_flags.fail(f'--output_dir={OUTPUT_DIR.value} is a file')
+    cli.fail(f'--output_dir={OUTPUT_DIR.value} is a file')
   model_fn = language_model.build_model_fn(
       preset, vocab_size + len(text.SPECIAL_TOKENS), seed=common_flags.SEED.value)
   manifest = export.export(export.computations(model_fn, training_config),
@@ -48,4 +49,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  dataset_flags.run(main)
+  cli.run(main)

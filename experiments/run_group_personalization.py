@@ -18,6 +18,7 @@ import sys
 from absl import flags
 
 from data import dataset_flags
+from experiments import cli
 from experiments import common_flags
 from experiments import progress as progress_lib
 from gpfl_tff import experiment
@@ -127,13 +128,13 @@ def _check_resumable(state_dir: str, run_config: dict) -> None:
     with open(path, encoding='utf-8') as f:
       stored = json.load(f)
   except (OSError, ValueError) as e:
-    dataset_flags.fail(f'{path}: unreadable ({e}); it records the run being '
-                       'resumed: use another --output_dir')
+    cli.fail(f'{path}: unreadable ({e}); it records the run being '
+             'resumed: use another --output_dir')
   for part in sorted(set(stored) | set(run_config)):
     before, now = stored.get(part, {}), run_config.get(part, {})
     for name in sorted(set(before) | set(now)):
       if before.get(name) != now.get(name):
-        dataset_flags.fail(
+        cli.fail(
             f'{os.path.dirname(state_dir)} holds a run with --{name}='
             f'{before.get(name)}; this command gives --{name}={now.get(name)}'
             ' (use another --output_dir, or the same flags to resume)')
@@ -151,11 +152,11 @@ def main(argv):
         curve_clients=CURVE_CLIENTS.value,
         eval_clients_per_group=EVAL_CLIENTS_PER_GROUP.value)
   except ValueError as e:
-    dataset_flags.fail(str(e))
+    cli.fail(str(e))
 
   if len(WORKERS.value) > 1:
-    dataset_flags.fail(f'--workers gives {len(WORKERS.value)} addresses; one '
-                       'remote worker is supported so far')
+    cli.fail(f'--workers gives {len(WORKERS.value)} addresses; one '
+             'remote worker is supported so far')
   config = dataset_flags.config(default_vocab_size=preset.vocab_size)
   output_dir = OUTPUT_DIR.value or (
       f'results/{config.dataset}-{config.group_by}-seed{common_flags.SEED.value}')
@@ -196,7 +197,7 @@ def main(argv):
       stack.enter_context(runtime.remote_runtime(WORKERS.value[0])
                           if WORKERS.value else runtime.local_runtime())
     except runtime.WorkerError as e:
-      dataset_flags.fail(str(e))
+      cli.fail(str(e))
     try:
       outcome = experiment.run(data, preset, training_config, stage_config,
                                methods, make_progress=make_progress,
@@ -204,7 +205,7 @@ def main(argv):
     except checkpoints.CheckpointError as e:
       for bar in bars:  # Ends the bars' line before the error line.
         bar.close()
-      dataset_flags.fail(str(e))
+      cli.fail(str(e))
     except _Stopped as e:
       for bar in bars:
         bar.close()
@@ -233,4 +234,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  dataset_flags.run(main)
+  cli.run(main)

@@ -36,6 +36,7 @@ import os
 from absl import flags
 
 from data import dataset_flags
+from experiments import cli
 from experiments import common_flags
 from gpfl_tff import experiment
 from gpfl_tff import runtime
@@ -103,7 +104,7 @@ def main(argv):
   try:
     grid = _grid()
   except ValueError as e:
-    dataset_flags.fail(f'bad grid value ({e})')
+    cli.fail(f'bad grid value ({e})')
   methods = _SCORED[FAMILY.value]
   points = []
   tree = None
@@ -116,7 +117,7 @@ def main(argv):
             eval_clients='tuning', curve_every=0,
             **{k: v for k, v in point.items() if k.startswith('finetune')})
       except ValueError as e:
-        dataset_flags.fail(f'grid point {point}: {e}')
+        cli.fail(f'grid point {point}: {e}')
       if FAMILY.value == 'finetune':
         # Fine-tuning settings leave the federated stages unchanged: they
         # are trained once, on the first point, and shared.
@@ -153,4 +154,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  dataset_flags.run(main)
+  cli.run(main)
