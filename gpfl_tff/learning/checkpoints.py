@@ -13,8 +13,9 @@ it, so a crash mid-save leaves the previous version whole.
 evaluation (client id -> metric sums) as one JSON file, written to a temporary
 name and renamed.
 
-A checkpoint that cannot be read raises `CheckpointError` naming its path:
-a run never silently starts a stage again from round 0 over a broken one.
+A checkpoint that cannot be read, or that holds another model's tensors (a
+foreign checkpoint), raises `CheckpointError` naming its path: a run never
+silently starts a stage again from round 0 over a broken one, nor trains on.
 """
 
 import asyncio
@@ -75,6 +76,7 @@ class StageCheckpoints:
       raise CheckpointError(f'checkpoint {path} is unreadable '
                             f'({type(e).__name__}); remove it to restart that '
                             'stage') from None
+    _check_fits(path, loaded['state'], template_state)
     if not isinstance(history, list) or len(history) != rounds:
       raise CheckpointError(f'checkpoint {path} holds {len(history)} round '
                             f'records for {rounds} rounds')
@@ -90,6 +92,30 @@ class StageCheckpoints:
                      'rng': json.dumps(rng_state),
                      'history': json.dumps(history)}
     asyncio.run(self._manager.save(program_state, rounds))
+
+
+def _check_fits(path: str, state, template_state) -> None:
+  """Raises CheckpointError unless `state` has the template's shapes.
+
+  TFF loads a saved state into any template with as many tensors, whatever
+  their shapes: a checkpoint of another model (say another vocabulary) would
+  load without complaint and train nonsense.
+  """
+  loaded = tf.nest.flatten(state)
+  expected = tf.nest.flatten(template_state)
+  if len(loaded) != len(expected):
+    raise CheckpointError(f'checkpoint {path} holds {len(loaded)} tensors '
+                          f'where this run has {len(expected)}: it comes '
+                          'from another model or program')
+  for index, (got, want) in enumerate(zip(loaded, expected)):
+    got_shape, want_shape = np.shape(got), np.shape(want)
+    if got_shape != want_shape or (np.asarray(got).dtype
+                                   != np.asarray(want).dtype):
+      raise CheckpointError(
+          f'checkpoint {path} holds a {np.asarray(got).dtype} tensor of '
+          f'shape {got_shape} where this run has {np.asarray(want).dtype} '
+          f'{want_shape} (tensor {index}): it comes from another model or '
+          'configuration')
 
 
 def _text(value) -> str:

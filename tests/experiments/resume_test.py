@@ -4,6 +4,7 @@ Also: a changed flag is refused, and a broken checkpoint is named, both with
 one error line and nothing overwritten.
 """
 
+import asyncio
 import glob
 import json
 import os
@@ -15,6 +16,8 @@ import time
 import uuid
 
 from absl.testing import absltest
+import numpy as np
+import tensorflow_federated as tff
 
 from tests.learning import synthetic
 from tests.prepare import prepare_runner
@@ -178,6 +181,27 @@ class ResumeTest(absltest.TestCase):
     self.assertStartsWith(errors[0], 'error: checkpoint ')
     self.assertIn('round_30 is unreadable', errors[0])
     self.assertFalse(os.path.exists(os.path.join(broken, 'results.json')))
+
+  def test_foreign_checkpoint_is_refused_and_nothing_is_overwritten(self):
+    foreign = os.path.join(self.root, 'foreign')
+    shutil.copytree(self.whole, foreign)
+    os.remove(os.path.join(foreign, 'results.json'))
+    shutil.rmtree(os.path.join(foreign, 'state', 'evaluations'))
+    # The global stage's folder now holds another program's checkpoint.
+    stage_dir = os.path.join(foreign, 'state', 'stages', 'global')
+    shutil.rmtree(stage_dir)
+    manager = tff.program.FileProgramStateManager(stage_dir, prefix='round_')
+    asyncio.run(manager.save({'weights': [np.zeros(3, np.float32)]}, 30))
+    before = sorted(os.listdir(stage_dir))
+    run = prepare_runner.run_module(_MODULE, *self.flags,
+                                    f'--output_dir={foreign}', timeout=300)
+    self.assertEqual(run.returncode, 2)
+    errors = [l for l in run.stderr_lines if 'error' in l]
+    self.assertLen(errors, 1)
+    self.assertEqual(errors[0], run.stderr_lines[-1])
+    self.assertIn('global/round_30 is unreadable', errors[0])
+    self.assertEqual(sorted(os.listdir(stage_dir)), before)
+    self.assertFalse(os.path.exists(os.path.join(foreign, 'results.json')))
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """Checkpointed rounds resume to the same result; broken checkpoints are named."""
 
+import asyncio
 import glob
 import os
 
@@ -23,10 +24,11 @@ class CheckpointsTest(tf.test.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
+    cls.config = training.TrainingConfig(
+        clients_per_round=2, client_learning_rate=0.5,
+        server_optimizer='adam', server_learning_rate=0.05, batch_size=4)
     cls.process = training.build_process(
-        synthetic.tiny_model_fn(vocab_size=8), training.TrainingConfig(
-            clients_per_round=2, client_learning_rate=0.5,
-            server_optimizer='adam', server_learning_rate=0.05, batch_size=4))
+        synthetic.tiny_model_fn(vocab_size=8), cls.config)
     cls.data = {f'c{i}': synthetic.token_dataset(
         synthetic.cycle_windows(words=6, offset=i, windows=8))
                 for i in range(5)}
@@ -85,6 +87,28 @@ class CheckpointsTest(tf.test.TestCase):
       with self.assertRaisesRegex(checkpoints.CheckpointError,
                                   'round_3 is unreadable'):
         self._run(store)
+
+  def test_foreign_checkpoint_is_an_error_naming_it(self):
+    # TFF itself would load another model's state (one more word in the
+    # vocabulary: larger embedding and output tensors) into this template.
+    other = training.build_process(synthetic.tiny_model_fn(vocab_size=9),
+                                   self.config)
+    root = self.create_tempdir().full_path
+    store = checkpoints.StageCheckpoints(root, every=1)
+    with runtime.local_runtime():
+      store.save(2, other.initialize(), {'state': 1}, [{}, {}])
+      with self.assertRaisesRegex(
+          checkpoints.CheckpointError,
+          r'round_2 holds a float32 tensor of shape \(13, 8\) where this '
+          r'run has float32 \(12, 8\) .*another model'):
+        store.load(self.process.initialize())
+      # Another program's state: other structure, other tensors.
+      foreign = checkpoints.StageCheckpoints(
+          self.create_tempdir().full_path, every=1)
+      asyncio.run(foreign._manager.save({'weights': [np.zeros(3)]}, 5))
+      with self.assertRaisesRegex(checkpoints.CheckpointError,
+                                  'round_5 is unreadable'):
+        foreign.load(self.process.initialize())
 
   def test_evaluations_round_trip_and_broken_ones_are_named(self):
     store = checkpoints.RunStore(self.create_tempdir().full_path, every=1)
