@@ -1,6 +1,7 @@
 """Progress of a run: one tqdm bar per stage, and a log file of every step.
 
-The bar of a stage shows its steps (rounds, or evaluated clients) and its own
+The bar of a stage (one per stage running; several when a stage's groups run
+concurrently on several workers) shows its steps (rounds, or evaluated clients) and its own
 time left; its postfix shows the whole run's time left, estimated from the
 planned work (`StageTree.plan`: label -> (steps, work)) and the work done so
 far. With `lines=True` (a binary's `--progress=lines`) one line per step is
@@ -30,8 +31,7 @@ class Progress:
     self.stream = stream or sys.stderr
     self.start = time.time()
     self._done_work = {}
-    self._bar = None
-    self._bar_stage = None
+    self._bars = {}  # stage -> its open bar (several when stages overlap)
     self._log = open(log_path, 'a', encoding='utf-8')  # pylint: disable=consider-using-with
 
   def _run_left(self) -> float | None:
@@ -53,27 +53,27 @@ class Progress:
     if self.lines:
       print(line, file=self.stream, flush=True)
       return
-    if self._bar_stage != stage:
-      self._close_bar()
-      self._bar = tqdm.tqdm(total=total, desc=stage, file=self.stream,
-                            leave=True, dynamic_ncols=True,
-                            bar_format='{desc}: {n}/{total} {bar} '
-                            '[{elapsed}<{remaining}{postfix}]')
-      self._bar_stage = stage
-    self._bar.set_postfix_str(f'run left ~{run_left}', refresh=False)
-    self._bar.update(done - self._bar.n)
+    bar = self._bars.get(stage)
+    if bar is None:
+      # Stages run concurrently on several workers get a line each.
+      bar = self._bars[stage] = tqdm.tqdm(
+          total=total, desc=stage, file=self.stream, leave=True,
+          dynamic_ncols=True, position=len(self._bars),
+          bar_format='{desc}: {n}/{total} {bar} '
+          '[{elapsed}<{remaining}{postfix}]')
+    bar.set_postfix_str(f'run left ~{run_left}', refresh=False)
+    bar.update(done - bar.n)
     if done >= total:
-      self._close_bar()
+      self._close_bar(stage)
 
-  def _close_bar(self) -> None:
-    if self._bar is not None:
-      self._bar.close()
-    self._bar, self._bar_stage = None, None
+  def _close_bar(self, stage: str) -> None:
+    self._bars.pop(stage).close()
 
   def close(self) -> None:
     """Ends the bar and the log; a second call does nothing."""
     if self._log.closed:
       return
-    self._close_bar()
+    for stage in list(self._bars):
+      self._close_bar(stage)
     self._log.write(f'[{time.time() - self.start:7.1f}s] done\n')
     self._log.close()

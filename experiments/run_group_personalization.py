@@ -59,9 +59,13 @@ CHECKPOINT_EVERY = flags.DEFINE_integer(
     'rounds (and at its end) in <output_dir>/state, and keep finished '
     'evaluations there: the same command run again resumes. 0: off.')
 WORKERS = flags.DEFINE_list(
-    'workers', [], 'host:port of a TFF worker_binary started elsewhere (see '
-    'README, "Remote workers") to run every computation on; empty: a local '
-    'worker. One address for now.')
+    'workers', [], 'host:port,... of TFF worker_binary processes started '
+    'elsewhere (see README, "Remote workers"): the groups of a stage and the '
+    'chunks of evaluated clients run on them concurrently. Empty: local '
+    'workers (--local_workers).')
+LOCAL_WORKERS = flags.DEFINE_integer(
+    'local_workers', 1, 'Without --workers: how many local TFF worker '
+    'processes run the groups and chunks concurrently.')
 OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', '', 'Where outputs go (default: results/<dataset>-'
     '<group_by>-seed<seed>).')
@@ -154,9 +158,10 @@ def main(argv):
   except ValueError as e:
     cli.fail(str(e))
 
-  if len(WORKERS.value) > 1:
-    cli.fail(f'--workers gives {len(WORKERS.value)} addresses; one '
-             'remote worker is supported so far')
+  if LOCAL_WORKERS.value < 1:
+    cli.fail(f'--local_workers must be at least 1, got {LOCAL_WORKERS.value}')
+  if len(set(WORKERS.value)) != len(WORKERS.value):
+    cli.fail(f'--workers repeats an address: {",".join(WORKERS.value)}')
   config = dataset_flags.config(default_vocab_size=preset.vocab_size)
   output_dir = OUTPUT_DIR.value or (
       f'results/{config.dataset}-{config.group_by}-seed{common_flags.SEED.value}')
@@ -194,18 +199,22 @@ def main(argv):
                                                      'tensorboard'))
   with contextlib.ExitStack() as stack:
     try:
-      stack.enter_context(runtime.remote_runtime(WORKERS.value[0])
-                          if WORKERS.value else runtime.local_runtime())
+      workers = stack.enter_context(
+          runtime.remote_runtime(WORKERS.value) if WORKERS.value
+          else runtime.local_runtime(LOCAL_WORKERS.value))
     except runtime.WorkerError as e:
       cli.fail(str(e))
     try:
       outcome = experiment.run(data, preset, training_config, stage_config,
                                methods, make_progress=make_progress,
-                               on_record=tensorboard, store=store)
-    except checkpoints.CheckpointError as e:
+                               on_record=tensorboard, store=store,
+                               map_fn=workers.map)
+    except (checkpoints.CheckpointError, runtime.WorkerError) as e:
       for bar in bars:  # Ends the bars' line before the error line.
         bar.close()
-      cli.fail(str(e))
+      resume = (f'; re-run the same command to resume from {output_dir}/state'
+                if store and isinstance(e, runtime.WorkerError) else '')
+      cli.fail(f'{e}{resume}')
     except _Stopped as e:
       for bar in bars:
         bar.close()

@@ -58,7 +58,9 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
         | None = None,
         on_record: Callable[[str, dict], None] | None = None,
         tree: methods_lib.StageTree | None = None,
-        store: checkpoints.RunStore | None = None) -> Outcome:
+        store: checkpoints.RunStore | None = None,
+        map_fn: Callable[[Callable, Sequence], list] | None = None
+        ) -> Outcome:
   """Trains the stages the `methods` need and evaluates every client.
 
   `make_progress`, given the plan of the run (`StageTree.plan`), returns the
@@ -69,7 +71,10 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
   `StageTree.with_config`), whose trained stages are reused; by default a
   new one. `store`: where stages checkpoint and finished evaluations are
   kept, so that a run stopped midway and started again with the same
-  configurations resumes and ends with the same results.
+  configurations resumes and ends with the same results. `map_fn(fn, items)`
+  runs the independent tasks of a stage (its groups, chunks of evaluated
+  clients), e.g. `runtime.Workers.map` over several TFF workers; the results
+  are the same either way.
   """
   methods = methods_lib.check_methods(methods)
   start = time.time()
@@ -79,6 +84,8 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
     raise ValueError('the given tree was built for other configurations')
   client_batches = tree.batches
   tree.store = store
+  if map_fn is not None:
+    tree.map = map_fn
   if make_progress is not None:
     tree.on_progress = make_progress(tree.plan(methods))
   if on_record is not None:

@@ -1,26 +1,37 @@
-"""TFF's C++ runtime: a local worker that always ends, or a remote one.
+"""TFF's C++ runtime: local workers that always end, or remote ones.
 
 TFF's default local execution context serves computations from a
 `worker_binary` subprocess. That process can outlive Python (and hold the
-parent's stdout open, so `prog | tail` hangs). `local_runtime()` installs the
-context and, on exit (and at interpreter exit, for a body that never returns),
-ends every `worker_binary` child of this process. Importing this module does
-nothing: the interpreter-exit hook is registered by the first
+parent's stdout open, so `prog | tail` hangs). `local_runtime(workers=N)`
+installs N such contexts (TFF's `create_sync_local_cpp_execution_context`,
+one worker each) and, on exit (and at interpreter exit, for a body that never
+returns), ends every `worker_binary` child of this process. Importing this
+module does nothing: the interpreter-exit hook is registered by the first
 `local_runtime()` only.
 
-`remote_runtime(address)` runs every computation on a `worker_binary` started
-elsewhere (see README: "Remote workers"), through TFF's public parts:
-`RemoteExecutorGrpcStub` over a gRPC channel, a `RemoteExecutor` per
-cardinality from a `ResourceManagingExecutorFactory`, and the same
-`SyncExecutionContext` with TFF's native compiler that the local context uses.
+`remote_runtime(addresses)` runs the computations on `worker_binary`
+processes started elsewhere (see README: "Remote workers"), through TFF's
+public parts: `RemoteExecutorGrpcStub` over a gRPC channel, a
+`RemoteExecutor` per cardinality from a `ResourceManagingExecutorFactory`, and
+the same `SyncExecutionContext` with TFF's native compiler that the local
+context uses.
+
+Both yield `Workers`: one execution context per worker, the first installed
+as the default, and `Workers.map`, which runs independent tasks (the groups of
+a stage, chunks of clients to fine-tune) concurrently, one thread per worker,
+each thread with its worker's context installed (TFF's context stack is
+thread-local). One round is not split over workers: see `Workers`.
 
 Why workers are found in /proc: TFF 0.87's local context starts its worker
 in a private subprocess object and offers no public handle to it.
 """
 
 import atexit
+from collections.abc import Callable, Iterable, Sequence
+import concurrent.futures
 import contextlib
 import os
+import queue
 import signal
 import subprocess
 import time
@@ -126,43 +137,130 @@ def _start_watcher() -> subprocess.Popen:
       stderr=subprocess.DEVNULL, start_new_session=True)
 
 
+class WorkerError(Exception):
+  """A TFF worker cannot be reached, or stopped answering."""
+
+
+class Workers:
+  """The execution contexts of a run's TFF workers, one per worker.
+
+  `map(fn, items)` runs `fn` on every item and returns the results in order;
+  with several workers the items run concurrently, each on a free worker (its
+  context installed in the thread that runs it). The items must be
+  independent: each its own process state and random stream, as the groups of
+  a stage are, so the results do not depend on which worker ran what.
+
+  Why whole tasks and not parts of one round: TFF's
+  `create_mergeable_comp_execution_context` splits one computation's clients
+  over contexts and merges their aggregates, but it compiles the learning
+  process's `next` into a before/during/after-aggregation form per call and
+  runs each sub-round as a separate invocation; with 10 clients per round and
+  rounds of a few hundred milliseconds here, the stage's groups (and the
+  fine-tuning chunks) are the larger units of independent work.
+  """
+
+  def __init__(self, contexts: Sequence[object], addresses: Sequence[str]):
+    self.contexts = list(contexts)
+    self.addresses = list(addresses)
+
+  def __len__(self) -> int:
+    return len(self.contexts)
+
+  def map(self, fn: Callable, items: Iterable) -> list:
+    items = list(items)
+    if len(self.contexts) < 2 or len(items) < 2:
+      return [fn(item) for item in items]
+    stack = tff.framework.get_context_stack()
+    free = queue.SimpleQueue()
+    for index in range(len(self.contexts)):
+      free.put(index)
+    lost = []  # WorkerError messages of the workers that stopped answering.
+
+    def task(item):
+      # A worker that stops answering is dropped and the task runs again on
+      # another; `fn` must start over cleanly (the stage tree's tasks do:
+      # each resumes from its checkpoint or restarts its own random stream).
+      while True:
+        index = free.get()
+        if index is None:  # Every worker is lost; let the others know.
+          free.put(None)
+          raise WorkerError('; '.join(lost))
+        try:
+          with stack.install(self.contexts[index]):
+            result = fn(item)
+        except WorkerError as e:
+          lost.append(str(e))
+          if len(lost) == len(self.contexts):
+            free.put(None)
+          continue
+        except BaseException:
+          free.put(index)
+          raise
+        free.put(index)
+        return result
+
+    with concurrent.futures.ThreadPoolExecutor(len(self.contexts)) as pool:
+      futures = [pool.submit(task, item) for item in items]
+      _, pending = concurrent.futures.wait(
+          futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+      for future in pending:
+        future.cancel()  # Not started yet: not started at all.
+      concurrent.futures.wait(futures)
+    for future in futures:  # The first error in task order, if any.
+      if not future.cancelled() and future.exception() is not None:
+        raise future.exception()
+    return [future.result() for future in futures]
+
+
 @contextlib.contextmanager
-def local_runtime():
+def local_runtime(workers: int = 1):
   """Runs the body under TFF's local C++ runtime; its workers end on exit.
+
+  workers: how many local `worker_binary` processes (each started by TFF on
+    first use, on its own loopback port) serve `Workers.map`.
 
   They also end if this process dies without cleaning up (kill -9): a small
   watcher process outlives it just long enough to end them.
+
+  Yields:
+    The `Workers`.
   """
   global _exit_hook_registered
+  if workers < 1:
+    raise ValueError(f'workers must be at least 1, got {workers}')
   if not _exit_hook_registered:
     atexit.register(stop_workers)
     _exit_hook_registered = True
   watcher = _start_watcher()
-  tff.backends.native.set_sync_local_cpp_execution_context()
+  contexts = [tff.backends.native.create_sync_local_cpp_execution_context()
+              for _ in range(workers)]
+  tff.framework.set_default_context(contexts[0])
   try:
-    yield
+    yield Workers(contexts, [f'local worker {i + 1}' for i in range(workers)])
   finally:
     stop_workers()
     watcher.kill()
     watcher.wait()
 
 
-class WorkerError(Exception):
-  """A remote TFF worker cannot be reached."""
+def _remote_context(address: str, connect_seconds: float,
+                    default_num_clients: int):
+  """A SyncExecutionContext on the worker at `address` (WorkerError if none).
 
-
-@contextlib.contextmanager
-def remote_runtime(address: str, connect_seconds: float = 30.0,
-                   default_num_clients: int = 0):
-  """Runs the body's computations on the TFF worker at `address` (host:port).
-
-  Raises WorkerError if no worker answers within `connect_seconds`. The
-  previous default context is restored on exit; the remote worker is left
-  running (it belongs to whoever started it).
+  TFF retries a computation whose worker connection broke, without end. Each
+  retry asks `stack_fn` for a new executor; it waits up to `connect_seconds`
+  for the worker to answer again, then raises WorkerError, which TFF does not
+  retry.
   """
   import grpc  # pylint: disable=g-import-not-at-top
 
-  channel = grpc.insecure_channel(address)
+  # TFF's own local context raises gRPC's message limits the same way:
+  # model states are sent whole.
+  limit = 2**31 - 1
+  channel = grpc.insecure_channel(address, [
+      ('grpc.max_message_length', limit),
+      ('grpc.max_receive_message_length', limit),
+      ('grpc.max_send_message_length', limit)])
   try:
     grpc.channel_ready_future(channel).result(timeout=connect_seconds)
   except grpc.FutureTimeoutError:
@@ -172,22 +270,53 @@ def remote_runtime(address: str, connect_seconds: float = 30.0,
   stub = tff.framework.RemoteExecutorGrpcStub(channel)
 
   def stack_fn(cardinalities):
+    if not stub.is_ready:
+      try:
+        grpc.channel_ready_future(channel).result(timeout=connect_seconds)
+      except grpc.FutureTimeoutError:
+        raise WorkerError(f'the TFF worker at {address} stopped answering '
+                          f'(waited {connect_seconds:g} s)') from None
     cardinalities.setdefault(tff.CLIENTS, default_num_clients)
     executor = tff.framework.RemoteExecutor(stub)
     executor.set_cardinalities(cardinalities)
     return executor
 
-  context = tff.framework.SyncExecutionContext(
+  # The channel lives as long as the context: TFF may still release remote
+  # values through it.
+  return tff.framework.SyncExecutionContext(
       executor_fn=tff.framework.ResourceManagingExecutorFactory(stack_fn),
       compiler_fn=tff.backends.native.desugar_and_transform_to_native,
       transform_args=tff.tensorflow.transform_args,
       transform_result=tff.tensorflow.transform_result)
+
+
+@contextlib.contextmanager
+def remote_runtime(addresses: str | Sequence[str],
+                   connect_seconds: float = 30.0,
+                   default_num_clients: int = 0):
+  """Runs the body's computations on the TFF workers at `addresses`.
+
+  addresses: host:port of each worker (one string for a single worker).
+
+  Raises WorkerError if a worker does not answer within `connect_seconds`.
+  The previous default context is restored on exit; the remote workers are
+  left running (they belong to whoever started them).
+
+  Yields:
+    The `Workers`; the first is the default context.
+  """
+  if isinstance(addresses, str):
+    addresses = [addresses]
+  if not addresses:
+    raise ValueError('remote_runtime needs at least one worker address')
+  if len(set(addresses)) != len(addresses):
+    raise ValueError(f'worker addresses repeat: {", ".join(addresses)}')
+  contexts = [_remote_context(a, connect_seconds, default_num_clients)
+              for a in addresses]
   stack = tff.framework.get_context_stack()
   previous = stack.current
-  tff.framework.set_default_context(context)
+  tff.framework.set_default_context(contexts[0])
   try:
-    yield
+    yield Workers(contexts, addresses)
   finally:
-    # The channel is left to be collected with the context: TFF may still
-    # release remote values through it.
     tff.framework.set_default_context(previous)

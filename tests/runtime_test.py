@@ -117,18 +117,93 @@ def _sum_plus_one(values):
   return tff.federated_sum(tff.federated_map(_add_one, values))
 
 
+def _start_worker() -> tuple[int, str]:
+  """A worker_binary that is not this process's child, like one started on
+  another machine: (pid, address)."""
+  port = portpicker.pick_unused_port()
+  started = subprocess.run(
+      ['sh', '-c', f'{_worker_binary()} --port={port} >/dev/null 2>&1 & '
+       'echo $!'], capture_output=True, text=True, check=True)
+  return int(started.stdout), f'localhost:{port}'
+
+
+@tff.tensorflow.computation(np.int32)
+def _slow_square(x):
+  """x * x after a few hundred milliseconds of matrix products."""
+  m = tf.eye(300) * 0.5
+  _, m = tf.while_loop(lambda i, m: i < 100,
+                       lambda i, m: (i + 1, tf.matmul(m, m) + 0.5), [0, m])
+  return x * x + tf.cast(tf.reduce_sum(m) * 0.0, tf.int32)
+
+
+class WorkersTest(tf.test.TestCase):
+
+  def test_two_local_workers_share_the_tasks_in_order(self):
+    with runtime.local_runtime(workers=2) as workers:
+      self.assertLen(workers, 2)
+      used = []
+
+      def task(x):
+        used.append(id(tff.framework.get_context_stack().current))
+        return _slow_square(x)
+
+      self.assertEqual(workers.map(task, range(6)), [x * x for x in range(6)])
+      self.assertLen(set(used), 2)  # Both workers' contexts ran tasks.
+      self.assertLen(runtime.worker_pids(), 2)
+      # The main thread keeps the first worker as its default.
+      self.assertEqual(_slow_square(3), 9)
+    self.assertEqual(runtime.worker_pids(), [])
+
+  def test_an_error_in_a_task_is_raised_and_later_tasks_do_not_start(self):
+    started = []
+
+    def task(x):
+      started.append(x)
+      if x == 0:
+        raise ValueError('task 0 failed')
+      return _slow_square(x)
+
+    with runtime.local_runtime(workers=2) as workers:
+      with self.assertRaisesRegex(ValueError, 'task 0 failed'):
+        workers.map(task, range(20))
+    self.assertLess(len(started), 20)
+    self.assertEqual(runtime.worker_pids(), [])
+
+  def test_run_goes_on_without_a_killed_worker_and_fails_without_any(self):
+    workers_started = [_start_worker() for _ in range(2)]
+    pids = [pid for pid, _ in workers_started]
+    try:
+      with runtime.remote_runtime([a for _, a in workers_started],
+                                  connect_seconds=2) as workers:
+        killed = []
+
+        def task(x):
+          if x == 3 and not killed:  # Mid-run: the second worker dies.
+            os.kill(pids[1], signal.SIGKILL)
+            killed.append(x)
+          return _slow_square(x)
+
+        self.assertEqual(workers.map(task, range(10)),
+                         [x * x for x in range(10)])
+        os.kill(pids[0], signal.SIGKILL)
+        with self.assertRaisesRegex(
+            runtime.WorkerError,
+            f'the TFF worker at {workers_started[0][1]} stopped answering'):
+          workers.map(_slow_square, range(4))
+    finally:
+      for pid in pids:
+        try:
+          os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+          pass
+
+
 class RemoteRuntimeTest(tf.test.TestCase):
 
   def test_computations_run_on_a_worker_started_elsewhere(self):
-    port = portpicker.pick_unused_port()
-    # Started through a shell that exits at once, so that the worker is not
-    # this process's child: like one started on another machine.
-    started = subprocess.run(
-        ['sh', '-c', f'{_worker_binary()} --port={port} >/dev/null 2>&1 & '
-         'echo $!'], capture_output=True, text=True, check=True)
-    pid = int(started.stdout)
+    pid, address = _start_worker()
     try:
-      with runtime.remote_runtime(f'localhost:{port}'):
+      with runtime.remote_runtime(address):
         self.assertEqual(_add_one(41), 42)
         remote = _sum_plus_one([1, 2, 3, 4])
         # No local worker was started for it.

@@ -8,6 +8,7 @@ from them. This also spares re-tokenizing a client for every round and method.
 """
 
 import collections
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -27,6 +28,7 @@ class ClientBatches:
     self.encoder = encoder
     self.batch_size = batch_size
     self._arrays = {}
+    self._lock = threading.Lock()  # Stages may read clients from threads.
 
   def _encode_split(self, split: str) -> None:
     """Encodes every client of `split` with one batched tokenizer pass."""
@@ -37,7 +39,9 @@ class ClientBatches:
   def arrays(self, split: str, client_id: str) -> dict[str, np.ndarray]:
     key = (split, client_id)
     if key not in self._arrays:
-      self._encode_split(split)
+      with self._lock:
+        if key not in self._arrays:
+          self._encode_split(split)
     return self._arrays[key]
 
   def dataset(self, split: str, client_id: str, epochs: int = 1,

@@ -25,7 +25,10 @@ evaluated as they are or after local fine-tuning, or a reference row:
   client's group's train targets (`gpfl_tff.models.unigram`).
 
 Each stage runs once and is shared by every method on its path (`StageTree`
-memoizes them). One learning process serves every federated stage.
+memoizes them). One learning process serves every federated stage. The
+groups of a per-group stage, and the chunks of evaluated clients, are
+independent tasks that `StageTree.map` may run concurrently (on several TFF
+workers); each has its own random stream, so results do not depend on it.
 
 Budgets (`StageTree.budget`): rounds on the method's path (the rounds that
 led to one client's model) and client updates (every client's local training
@@ -44,6 +47,7 @@ every run seed; training always uses every client.
 import copy
 import dataclasses
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -209,6 +213,12 @@ class StageTree:
     self.on_progress = on_progress or (lambda stage, done, total: None)
     # Called with (stage, record) after every round, e.g. for TensorBoard.
     self.on_record = lambda stage, record: None
+    # Runs independent tasks (the groups of a stage, chunks of evaluated
+    # clients): `map(fn, items)` -> results in order, e.g. concurrently on
+    # several TFF workers (`runtime.Workers.map`). Callbacks are then called
+    # from several threads, one at a time (`_lock`).
+    self.map = lambda fn, items: [fn(item) for item in items]
+    self._lock = threading.RLock()
     self._initial = initial_weights
     # A `checkpoints.RunStore` makes the tree resumable: stages checkpoint
     # their rounds and finished evaluations are kept (see `_stage`).
@@ -295,11 +305,15 @@ class StageTree:
 
   def _train(self, stage: str, state, client_ids, rounds, rng):
     def progress(record):
-      self.history.setdefault(stage, []).append(record)
-      self.on_record(stage, record)
-      self.on_progress(stage, record['round'], rounds)
+      with self._lock:
+        self.history[stage].append(record)
+        self.on_record(stage, record)
+        self.on_progress(stage, record['round'], rounds)
 
-    self.on_progress(stage, 0, rounds)
+    with self._lock:
+      # Started again (a lost worker): its records are replayed or redone.
+      self.history[stage] = []
+      self.on_progress(stage, 0, rounds)
     state, _ = training.run_rounds(
         self.process, state, client_ids,
         lambda c: self.batches.dataset('train', c,
@@ -405,20 +419,27 @@ class StageTree:
         stage, self.weights(spec.parent), self._rounds(stage)))
 
   def _train_groups(self, stage: str, start_weights, rounds: int) -> dict:
-    weights = {}
+    """Weights per group; the groups are independent tasks (`map`)."""
     trained = self._trained_groups()
-    for index, group in enumerate(self.data.groups):
-      if group not in trained:
-        weights[group] = start_weights
-        if group not in self.groups_kept_start:
-          self.groups_kept_start.append(group)
-        continue
+    for group in self.data.groups:
+      if group not in trained and group not in self.groups_kept_start:
+        self.groups_kept_start.append(group)
+
+    def train_group(group):
+      # Everything the group needs starts here, its random stream included,
+      # so that a task run again (on another worker) starts over cleanly.
       state = self._train(f'{stage}/{group}',
                           training.start_state(self.process, start_weights),
                           self.data.clients_in_group(group), rounds,
-                          self._rng(stage, index))
-      weights[group] = self.process.get_model_weights(state)
-    return weights
+                          self._rng(stage, self.data.groups.index(group)))
+      return self.process.get_model_weights(state)
+
+    with self._lock:  # Records keep the groups' order, whatever runs first.
+      for group in trained:
+        self.history.setdefault(f'{stage}/{group}', [])
+    trained_weights = dict(zip(trained, self.map(train_group, trained)))
+    return {group: trained_weights.get(group, start_weights)
+            for group in self.data.groups}
 
   # Evaluation -----------------------------------------------------------
 
@@ -456,28 +477,39 @@ class StageTree:
     label = self._eval_label(start, finetune)
     weights_by_group = self._weights_by_group(start)  # May train stages.
     self.on_progress(label, 0, total)
-    for group, weights in weights_by_group.items():
-      clients = self.eval_clients[group]
-      for begin in range(0, len(clients), self.config.eval_chunk):
-        chunk = clients[begin:begin + self.config.eval_chunk]
-        scored = [self.batches.dataset(split, c, batch_size=eval_batch)
-                  for c in chunk]
-        if finetune:
-          train = [self.batches.dataset('train', c) for c in chunk]
-          validation = [self.batches.dataset('validation', c,
-                                             batch_size=eval_batch)
-                        for c in chunk]
-          sums = self.local_stage.run(
-              weights, train, validation, scored, np.int32(epochs),
-              np.float32(self.config.finetune_learning_rate),
-              np.int32(self.config.finetune_patience))
-        else:
-          sums = self.local_stage.evaluate_clients(weights, scored)
-        # Plain Python numbers: the same whether computed or resumed.
-        results.update((client, {k: float(v) if k != 'best_epoch' else int(v)
-                                 for k, v in client_sums.items()})
-                       for client, client_sums in zip(chunk, sums))
-        self.on_progress(label, len(results), total)
+    chunks = [(group, clients[begin:begin + self.config.eval_chunk])
+              for group, clients in self.eval_clients.items()
+              for begin in range(0, len(clients), self.config.eval_chunk)]
+
+    def score(chunk_of_group):
+      group, chunk = chunk_of_group
+      weights = weights_by_group[group]
+      scored = [self.batches.dataset(split, c, batch_size=eval_batch)
+                for c in chunk]
+      if finetune:
+        train = [self.batches.dataset('train', c) for c in chunk]
+        validation = [self.batches.dataset('validation', c,
+                                           batch_size=eval_batch)
+                      for c in chunk]
+        sums = self.local_stage.run(
+            weights, train, validation, scored, np.int32(epochs),
+            np.float32(self.config.finetune_learning_rate),
+            np.int32(self.config.finetune_patience))
+      else:
+        sums = self.local_stage.evaluate_clients(weights, scored)
+      # Plain Python numbers: the same whether computed or resumed.
+      chunk_results = {
+          client: {k: float(v) if k != 'best_epoch' else int(v)
+                   for k, v in client_sums.items()}
+          for client, client_sums in zip(chunk, sums)}
+      with self._lock:
+        done[0] += len(chunk)
+        self.on_progress(label, done[0], total)
+      return chunk_results
+
+    done = [0]
+    for chunk_results in self.map(score, chunks):
+      results.update(chunk_results)
     return results
 
   def evaluate(self, method: str) -> dict:

@@ -1,0 +1,93 @@
+"""The binary on two TFF workers started elsewhere equals its local run.
+
+Two `worker_binary` processes are started on loopback ports, not as this
+process's children (like workers on other machines); `--workers` spreads the
+groups of each stage and the chunks of evaluated clients over them.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+
+from absl.testing import absltest
+import portpicker
+import tensorflow_federated as tff
+
+from tests.learning import synthetic
+from tests.prepare import prepare_runner
+
+_MODULE = 'experiments.run_group_personalization'
+
+
+def _start_worker() -> tuple[int, str]:
+  binary = os.path.join(os.path.dirname(tff.__file__), 'data', 'worker_binary')
+  port = portpicker.pick_unused_port()
+  started = subprocess.run(
+      ['sh', '-c', f'{binary} --port={port} >/dev/null 2>&1 & echo $!'],
+      capture_output=True, text=True, check=True)
+  return int(started.stdout), f'localhost:{port}'
+
+
+def _alive(pid: int) -> bool:
+  try:
+    with open(f'/proc/{pid}/stat', 'rb') as f:
+      stat = f.read().decode(errors='replace')
+  except OSError:
+    return False
+  return stat[stat.rfind(')') + 2] != 'Z'
+
+
+class WorkersTest(absltest.TestCase):
+
+  def test_two_remote_workers_give_the_local_results(self):
+    root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    corpus = synthetic.write_grouped_corpus(
+        os.path.join(root, 'corpus.jsonl'), {'a': 4, 'b': 4, 'c': 3})
+    flags = ['--dataset=text_corpus', f'--input={corpus}',
+             f'--cache_dir={os.path.join(root, "cache")}', '--vocab_size=30',
+             '--global_rounds=4', '--group_rounds=3', '--clients_per_round=3',
+             '--finetune_epochs=1', '--batch_size=4', '--curve_every=2',
+             '--methods=fl,groupfl,groupperfl,group_only', '--progress=lines']
+    local = prepare_runner.run_module(
+        _MODULE, *flags, f'--output_dir={os.path.join(root, "local")}',
+        timeout=600)
+    self.assertEqual(local.returncode, 0, local.stderr)
+    workers = [_start_worker() for _ in range(2)]
+    try:
+      remote = prepare_runner.run_module(
+          _MODULE, *flags, f'--output_dir={os.path.join(root, "remote")}',
+          '--workers=' + ','.join(address for _, address in workers),
+          timeout=600)
+      self.assertEqual(remote.returncode, 0, remote.stderr)
+      for pid, _ in workers:  # Not the run's to end.
+        self.assertTrue(_alive(pid))
+    finally:
+      for pid, _ in workers:
+        os.kill(pid, signal.SIGKILL)
+    results = []
+    for name in ('local', 'remote'):
+      with open(os.path.join(root, name, 'results.json')) as f:
+        results.append(json.load(f))
+    for key in ('methods', 'paired', 'curves', 'evaluated_clients'):
+      self.assertEqual(results[0][key], results[1][key], key)
+    self.assertEqual(set(results[0]['curves']),
+                     {'global', 'group/a', 'group/b', 'group/c',
+                      'group_only/a', 'group_only/b', 'group_only/c'})
+
+  def test_bad_worker_flags_are_one_error_line(self):
+    port = portpicker.pick_unused_port()
+    for flag, message in (
+        (f'--workers=localhost:{port},localhost:{port}',
+         'error: --workers repeats an address'),
+        ('--local_workers=0', 'error: --local_workers must be at least 1')):
+      run = prepare_runner.run_module(_MODULE, flag, '--output_dir=' +
+                                      tempfile.mkdtemp(), timeout=120)
+      self.assertEqual(run.returncode, 2, flag)
+      self.assertLen(run.stderr_lines, 1, run.stderr)
+      self.assertStartsWith(run.stderr_lines[0], message)
+
+
+if __name__ == '__main__':
+  absltest.main()
