@@ -3,8 +3,10 @@ r"""Compares GroupPerFL with its baselines on one grouped dataset.
   .venv/bin/python -m experiments.run_group_personalization \
       --dataset=shakespeare --group_by=genre --output_dir=results/shakespeare
 
-Writes results.json, clients.csv, summary.md, tensorboard/ and
-client_perplexity.png to --output_dir, and prints the methods table.
+Writes results.json, clients.csv, summary.md, client_perplexity.png and
+validation_curves.png to --output_dir, and prints the methods table. Every
+round's metrics are released as the run goes (tff.program release managers:
+tensorboard/<stage>/ and metrics/<stage>.csv).
 The defaults are sized for a 2-core CPU (model `small`).
 """
 
@@ -24,6 +26,7 @@ from experiments import progress as progress_lib
 from gpfl_tff import experiment
 from gpfl_tff import runtime
 from gpfl_tff.data import datasets
+from gpfl_tff.evaluation import release
 from gpfl_tff.evaluation import report
 from gpfl_tff.learning import checkpoints
 from gpfl_tff.learning import methods as methods_lib
@@ -195,8 +198,7 @@ def main(argv):
         'training': dataclasses.asdict(training_config),
         'stages': dataclasses.asdict(stage_config)})
     store = checkpoints.RunStore(state_dir, CHECKPOINT_EVERY.value)
-  tensorboard = report.TensorBoardWriter(os.path.join(output_dir,
-                                                     'tensorboard'))
+  releaser = release.RoundReleaser(output_dir)
   with contextlib.ExitStack() as stack:
     try:
       workers = stack.enter_context(
@@ -207,7 +209,7 @@ def main(argv):
     try:
       outcome = experiment.run(data, preset, training_config, stage_config,
                                methods, make_progress=make_progress,
-                               on_record=tensorboard, store=store,
+                               on_record=releaser, store=store,
                                map_fn=workers.map)
     except (checkpoints.CheckpointError, runtime.WorkerError) as e:
       for bar in bars:  # Ends the bars' line before the error line.
@@ -224,7 +226,6 @@ def main(argv):
     finally:
       for bar in bars:
         bar.close()
-      tensorboard.close()
     outcome.results['flags'] = {
         f.name: f.value
         for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
@@ -234,7 +235,7 @@ def main(argv):
         for f in module_flags}
     report.write_all(output_dir, outcome.results, outcome.client_sums,
                      dict(data.client_to_group), outcome.train_tokens,
-                     outcome.tree.history, tensorboard=False)
+                     outcome.tree.history, release_rounds=False)
   print()
   print(report.methods_table(outcome.results))
   print(f'\noutputs in {output_dir}/ '

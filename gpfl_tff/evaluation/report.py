@@ -1,5 +1,5 @@
 """Writes an experiment's outputs: results.json, clients.csv, summary.md,
-TensorBoard training curves and a figure of per-client perplexity.
+the round metrics (TensorBoard and CSV, `release`) and figures.
 """
 
 import csv
@@ -8,8 +8,8 @@ import math
 import os
 
 import numpy as np
-import tensorflow as tf
 
+from gpfl_tff.evaluation import release
 from gpfl_tff.evaluation import summary
 from gpfl_tff.models import metrics
 
@@ -89,42 +89,6 @@ def write_clients_csv(path: str, client_sums: dict,
                          f'{summary.perplexity(s):.6f}',
                          # The kept fine-tuning epoch; empty if not tuned.
                          int(s['best_epoch']) if 'best_epoch' in s else ''])
-
-
-class TensorBoardWriter:
-  """Writes round records as they come: one run per stage (and group).
-
-  Scalars: train_perplexity, and validation_perplexity on validated rounds.
-  Each record is flushed at once, so TensorBoard shows a run in progress.
-  """
-
-  def __init__(self, directory: str):
-    self.directory = directory
-    self._writers = {}
-
-  def __call__(self, stage: str, record: dict) -> None:
-    if stage not in self._writers:
-      self._writers[stage] = tf.summary.create_file_writer(
-          os.path.join(self.directory, stage.replace('/', '_')))
-    writer = self._writers[stage]
-    with writer.as_default():
-      for name in ('train_perplexity', 'validation_perplexity'):
-        if name in record:
-          tf.summary.scalar(name, record[name], step=record['round'])
-    writer.flush()
-
-  def close(self) -> None:
-    for writer in self._writers.values():
-      writer.close()
-
-
-def write_tensorboard(directory: str, history: dict) -> None:
-  """All records of `history` (stage -> records) at once."""
-  writer = TensorBoardWriter(directory)
-  for stage, records in history.items():
-    for record in records:
-      writer(stage, record)
-  writer.close()
 
 
 def write_curves_figure(path: str, curves: dict) -> None:
@@ -214,11 +178,12 @@ def write_figure(path: str, client_sums: dict, train_tokens: dict) -> None:
 
 def write_all(output_dir: str, results: dict, client_sums: dict,
               client_to_group: dict, train_tokens: dict,
-              history: dict, tensorboard: bool = True) -> None:
+              history: dict, release_rounds: bool = True) -> None:
   """Writes every output file into `output_dir` (created if needed).
 
-  `tensorboard=False` skips tensorboard/ (a `TensorBoardWriter` wrote it
-  during the run).
+  With `release_rounds`, every round record of `history` is released into
+  tensorboard/ and metrics/ (`release.release_history`); False when a
+  `release.RoundReleaser` released them during the run.
   """
   os.makedirs(output_dir, exist_ok=True)
   with open(os.path.join(output_dir, 'results.json'), 'w',
@@ -230,8 +195,8 @@ def write_all(output_dir: str, results: dict, client_sums: dict,
   with open(os.path.join(output_dir, 'summary.md'), 'w',
             encoding='utf-8') as f:
     f.write(summary_markdown(results))
-  if tensorboard:
-    write_tensorboard(os.path.join(output_dir, 'tensorboard'), history)
+  if release_rounds:
+    release.release_history(output_dir, history)
   write_curves_figure(os.path.join(output_dir, 'validation_curves.png'),
                       results.get('curves', {}))
   if results.get('small_data'):
