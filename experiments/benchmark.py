@@ -43,6 +43,7 @@ from gpfl_tff import runtime
 from gpfl_tff.data import batches as batches_lib
 from gpfl_tff.data import datasets
 from gpfl_tff.data import text
+from gpfl_tff.learning import data_source
 from gpfl_tff.learning import local
 from gpfl_tff.learning import training
 from gpfl_tff.models import language_model
@@ -127,9 +128,9 @@ class Bench:
       pool = self.data.clients_in_group(groups[self.group_turn % len(groups)])
       self.group_turn += 1
     else:
-      return training.sample_clients(self.rng, self.data.client_ids,
+      return data_source.sample_clients(self.rng, self.data.client_ids,
                                      LOCAL_CLIENTS.value)
-    return training.sample_clients(self.rng, pool,
+    return data_source.sample_clients(self.rng, pool,
                                    self.training_config.clients_per_round)
 
   def run_tff(self, stage, clients):

@@ -26,6 +26,7 @@ from gpfl_tff import runtime
 from gpfl_tff.data import batches as batches_lib
 from gpfl_tff.data import datasets
 from gpfl_tff.data import text
+from gpfl_tff.learning import data_source
 from gpfl_tff.learning import local
 from gpfl_tff.learning import training
 from gpfl_tff.models import language_model
@@ -59,14 +60,15 @@ def main(argv):
   rng = np.random.default_rng(seed)
   clients = data.client_ids
   if CLIENTS.value > 0:
-    clients = training.sample_clients(rng, clients, CLIENTS.value)
+    clients = data_source.sample_clients(rng, clients, CLIENTS.value)
 
   with runtime.local_runtime():
     process = training.build_process(model_fn, training_config)
     state, _ = training.run_rounds(
-        process, training.start_state(process), data.client_ids,
+        process, training.start_state(process),
+        data_source.ClientIdsIterator(data.client_ids, rng),
         lambda c: batches.dataset('train', c, training_config.client_epochs),
-        stage_config.global_rounds, training_config.clients_per_round, rng)
+        stage_config.global_rounds, training_config.clients_per_round)
     weights = process.get_model_weights(state)
     stage = local.build_local_stage(model_fn)
     eval_batch = stage_config.eval_batch_size

@@ -2,10 +2,11 @@
 
 `StageCheckpoints` keeps one stage's progress through TFF's
 `tff.program.FileProgramStateManager` (SavedModel files, no pickles), version
-= rounds done. A checkpoint holds the learning process state, the state of
-the stage's client-sampling generator and the round records so far (JSON
-text), so that a resumed stage draws the same clients, replays the same
-records and ends with the same state as a run never interrupted.
+= rounds done. A checkpoint holds the learning process state, the stage's
+client data source iterator (`data_source.ClientIdsIterator.to_bytes`: its
+clients and sampling state, JSON) and the round records so far (JSON text),
+so that a resumed stage draws the same clients, replays the same records and
+ends with the same state as a run never interrupted.
 FileProgramStateManager writes each version to a temporary folder and renames
 it, so a crash mid-save leaves the previous version whole.
 
@@ -57,7 +58,7 @@ class StageCheckpoints:
     return versions[-1] if versions else 0
 
   def load(self, template_state):
-    """(rounds done, state, generator state, records) of the latest, or None.
+    """(rounds done, state, sampler bytes, records) of the latest, or None.
 
     `template_state`: a process state of the same structure (e.g. a fresh
     `process.initialize()`).
@@ -66,10 +67,10 @@ class StageCheckpoints:
     if rounds == 0:
       return None
     path = os.path.join(self.root_dir, f'round_{rounds}')
-    structure = {'state': template_state, 'rng': '', 'history': ''}
+    structure = {'state': template_state, 'clients': '', 'history': ''}
     try:
       loaded = asyncio.run(self._manager.load(rounds, structure))
-      rng_state = json.loads(_text(loaded['rng']))
+      sampler = _text(loaded['clients']).encode()
       history = json.loads(_text(loaded['history']))
     except (OSError, ValueError, TypeError, KeyError,
             tf.errors.OpError) as e:
@@ -80,16 +81,16 @@ class StageCheckpoints:
     if not isinstance(history, list) or len(history) != rounds:
       raise CheckpointError(f'checkpoint {path} holds {len(history)} round '
                             f'records for {rounds} rounds')
-    return rounds, loaded['state'], rng_state, history
+    return rounds, loaded['state'], sampler, history
 
-  def save(self, rounds: int, state, rng_state: dict,
+  def save(self, rounds: int, state, sampler: bytes,
            history: list[dict]) -> None:
-    """Saves the state after `rounds` rounds (`rng_state`: the sampling
-    generator's `bit_generator.state` then); no-op if already saved."""
+    """Saves the state after `rounds` rounds (`sampler`: the client data
+    source iterator's bytes then); no-op if already saved."""
     if rounds <= self.latest_round():
       return
     program_state = {'state': state,
-                     'rng': json.dumps(rng_state),
+                     'clients': sampler.decode(),
                      'history': json.dumps(history)}
     asyncio.run(self._manager.save(program_state, rounds))
 

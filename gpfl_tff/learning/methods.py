@@ -54,6 +54,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from gpfl_tff.data import batches as batches_lib
+from gpfl_tff.learning import data_source
 from gpfl_tff.learning import local
 from gpfl_tff.learning import training
 from gpfl_tff.models import unigram
@@ -273,7 +274,7 @@ class StageTree:
         # method scores the same clients.
         rng = np.random.default_rng([self.config.split_seed, _EVAL_SEED,
                                      index])
-        clients = training.sample_clients(rng, clients, per_group)
+        clients = data_source.sample_clients(rng, clients, per_group)
       chosen[group] = clients
     return chosen
 
@@ -299,11 +300,14 @@ class StageTree:
       self._nested_seconds = outer_nested + elapsed
     return self._cache[name]
 
-  def _rng(self, stage: str, index: int = 0) -> np.random.Generator:
-    return np.random.default_rng([self.config.seed, STAGE_TABLE[stage].seed,
-                                  index])
+  def _clients(self, stage: str, client_ids, index: int = 0
+               ) -> data_source.ClientIdsIterator:
+    """The client data source iterator of a stage (of its group `index`)."""
+    return data_source.ClientIdsDataSource(
+        client_ids, [self.config.seed, STAGE_TABLE[stage].seed, index]
+    ).iterator()
 
-  def _train(self, stage: str, state, client_ids, rounds, rng):
+  def _train(self, stage: str, state, clients, rounds):
     def progress(record):
       with self._lock:
         self.history[stage].append(record)
@@ -315,11 +319,11 @@ class StageTree:
       self.history[stage] = []
       self.on_progress(stage, 0, rounds)
     state, _ = training.run_rounds(
-        self.process, state, client_ids,
+        self.process, state, clients,
         lambda c: self.batches.dataset('train', c,
                                        self.training_config.client_epochs),
-        rounds, self.training_config.clients_per_round, rng, progress,
-        validate=self._validator(client_ids),
+        rounds, self.training_config.clients_per_round, progress,
+        validate=self._validator(clients.client_ids),
         validate_every=self.config.curve_every,
         checkpoints=None if self.store is None else self.store.stage(stage))
     return state
@@ -335,7 +339,7 @@ class StageTree:
       return None
     rng = np.random.default_rng([self.config.split_seed, _EVAL_SEED,
                                  len(client_ids)])
-    clients = training.sample_clients(rng, list(client_ids),
+    clients = data_source.sample_clients(rng, list(client_ids),
                                       self.config.curve_clients)
     datasets = [self.batches.dataset('validation', c,
                                      batch_size=self.config.eval_batch_size)
@@ -398,8 +402,8 @@ class StageTree:
     else:
       parent = self._state(spec.parent)
     return self._stage(stage, lambda: self._train(
-        stage, parent, self.data.client_ids, self._rounds(stage),
-        self._rng(stage)))
+        stage, parent, self._clients(stage, self.data.client_ids),
+        self._rounds(stage)))
 
   def weights(self, start: str):
     """Weights of a whole-population start point (`initial` or a stage)."""
@@ -428,10 +432,11 @@ class StageTree:
     def train_group(group):
       # Everything the group needs starts here, its random stream included,
       # so that a task run again (on another worker) starts over cleanly.
-      state = self._train(f'{stage}/{group}',
-                          training.start_state(self.process, start_weights),
-                          self.data.clients_in_group(group), rounds,
-                          self._rng(stage, self.data.groups.index(group)))
+      state = self._train(
+          f'{stage}/{group}',
+          training.start_state(self.process, start_weights),
+          self._clients(stage, self.data.clients_in_group(group),
+                        self.data.groups.index(group)), rounds)
       return self.process.get_model_weights(state)
 
     with self._lock:  # Records keep the groups' order, whatever runs first.

@@ -3,17 +3,34 @@
 Both stages use one `tff.learning.algorithms.build_weighted_fed_avg` process,
 built once: the group stage sets the process's model weights to its start
 weights for each group (`LearningProcess.set_model_weights`) instead of
-building or tracing anything again. The Python driver only chooses which
-clients take part in a round and hands over their datasets.
+building or tracing anything again. Each round's clients come from the
+stage's `tff.program` data source (`data_source.ClientIdsIterator`); the
+driver hands their datasets to the round.
+
+Why `run_rounds` and not `tff.simulation.run_training_process`, which also
+loops rounds with a `ProgramStateManager` and release managers:
+- it starts every run from `training_process.initialize()`; a group stage
+  starts from a state holding the global weights;
+- it saves program state only every N rounds, and not when the run is stopped
+  or fails: a stopped stage here saves its last finished round;
+- it saves the learning state only; resuming here needs the data source
+  iterator (which clients come next) and the round records (curves) too;
+- it drives its releases through `asyncio.get_event_loop()`, which has no
+  loop in the worker threads that run a stage's groups concurrently.
+The state manager and release managers themselves are TFF's
+(`checkpoints.StageCheckpoints`, `gpfl_tff.evaluation.release`).
 """
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
+
+from gpfl_tff.learning import checkpoints as checkpoints_lib
+from gpfl_tff.learning import data_source
 
 SERVER_OPTIMIZERS = ('sgd', 'sgdm', 'adam', 'yogi')
 
@@ -76,37 +93,32 @@ def start_state(process, weights=None):
   return state
 
 
-def sample_clients(rng: np.random.Generator, client_ids: Sequence[str],
-                   count: int) -> list[str]:
-  """`count` distinct clients (all of them if fewer), in sorted order."""
-  count = min(count, len(client_ids))
-  chosen = rng.choice(len(client_ids), size=count, replace=False)
-  return [client_ids[i] for i in sorted(chosen)]
-
-
 def train_perplexity(metrics) -> float:
   """Training perplexity of one round, from the summed token metrics."""
   train = metrics['client_work']['train']
   return float(np.exp(train['loss_sum'] / max(train['token_count'], 1.0)))
 
 
-def run_rounds(process, state, client_ids: Sequence[str],
+def run_rounds(process, state, clients: data_source.ClientIdsIterator,
                dataset_fn: Callable[[str], tf.data.Dataset], rounds: int,
-               clients_per_round: int, rng: np.random.Generator,
+               clients_per_round: int,
                on_round: Callable[[dict], None] | None = None,
                validate: Callable[[object], float] | None = None,
                validate_every: int = 0, checkpoints=None):
-  """Runs `rounds` rounds over clients sampled from `client_ids`.
+  """Runs `rounds` rounds, each over `clients.select(clients_per_round)`.
+
+  `clients`: the stage's client data source iterator; `dataset_fn` maps a
+  selected client id to its dataset.
 
   With `validate` (state -> validation perplexity) and `validate_every` = K
   > 0, every K-th round and the last also record `validation_perplexity`.
 
   With `checkpoints` (a `checkpoints.StageCheckpoints`), the stage resumes
-  from its latest checkpoint (state, `rng`'s state and the records, which are
-  replayed through `on_round`), saves one every `checkpoints.every` rounds and
-  after the last, and, when the run is stopped (an exception, Ctrl-C or
-  SIGTERM turned into SystemExit), saves the last finished round before the
-  exception goes on.
+  from its latest checkpoint (state, the iterator's bytes and the records,
+  which are replayed through `on_round`), saves one every `checkpoints.every`
+  rounds and after the last, and, when the run is stopped (an exception,
+  Ctrl-C or SIGTERM turned into SystemExit), saves the last finished round
+  before the exception goes on.
 
   Returns:
     (state, history): the final state and one dict per round with `round`,
@@ -115,26 +127,35 @@ def run_rounds(process, state, client_ids: Sequence[str],
   """
   history = []
   done = 0
-  # The generator as it was after the last finished round: a round stopped
-  # midway has drawn its clients already.
-  rng_done = rng.bit_generator.state
+  # The iterator as it was after the last finished round: a round stopped
+  # midway has selected its clients already.
+  clients_done = clients.to_bytes()
   if checkpoints is not None:
     loaded = checkpoints.load(state)
     if loaded is not None:
-      done, state, rng_state, history = loaded
+      done, state, clients_done, history = loaded
       if done > rounds:
         raise ValueError(f'{checkpoints.root_dir} holds {done} rounds, more '
                          f'than the {rounds} asked for')
-      rng.bit_generator.state = rng_done = rng_state
+      try:
+        resumed = data_source.ClientIdsIterator.from_bytes(clients_done)
+      except ValueError as e:
+        raise checkpoints_lib.CheckpointError(
+            f'checkpoint {checkpoints.root_dir}/round_{done}: {e}') from None
+      if resumed.client_ids != clients.client_ids:
+        raise checkpoints_lib.CheckpointError(
+            f'checkpoint {checkpoints.root_dir}/round_{done} samples other '
+            'clients than this stage: it comes from another stage or dataset')
+      clients = resumed
       if on_round is not None:
         for record in history:
           on_round(record)
   try:
     for round_num in range(done + 1, rounds + 1):
       start = time.time()
-      clients = sample_clients(rng, client_ids, clients_per_round)
-      output = process.next(state, [dataset_fn(c) for c in clients])
-      record = {'round': round_num, 'clients': len(clients),
+      selected = clients.select(clients_per_round)
+      output = process.next(state, [dataset_fn(c) for c in selected])
+      record = {'round': round_num, 'clients': len(selected),
                 'train_perplexity': train_perplexity(output.metrics),
                 'seconds': time.time() - start}
       if validate is not None and validate_every > 0 and (
@@ -142,15 +163,15 @@ def run_rounds(process, state, client_ids: Sequence[str],
         record['validation_perplexity'] = validate(output.state)
       # The round counts once its record is complete.
       state, done = output.state, round_num
-      rng_done = rng.bit_generator.state
+      clients_done = clients.to_bytes()
       history.append(record)
       if checkpoints is not None and (round_num % checkpoints.every == 0
                                       or round_num == rounds):
-        checkpoints.save(round_num, state, rng_done, history)
+        checkpoints.save(round_num, state, clients_done, history)
       if on_round is not None:
         on_round(record)
   except BaseException:
     if checkpoints is not None and done > 0:
-      checkpoints.save(done, state, rng_done, history)
+      checkpoints.save(done, state, clients_done, history)
     raise
   return state, history

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from gpfl_tff import runtime
 from gpfl_tff.learning import checkpoints
+from gpfl_tff.learning import data_source
 from gpfl_tff.learning import training
 from tests.learning import synthetic
 
@@ -45,8 +46,10 @@ class CheckpointsTest(tf.test.TestCase):
 
     state = training.start_state(self.process)
     return training.run_rounds(
-        self.process, state, sorted(self.data), dataset_fn, _ROUNDS,
-        clients_per_round=2, rng=np.random.default_rng(3),
+        self.process, state,
+        data_source.ClientIdsIterator(sorted(self.data),
+                                      np.random.default_rng(3)),
+        dataset_fn, _ROUNDS, clients_per_round=2,
         on_round=None if seen is None else seen.append, checkpoints=store)
 
   def test_stopped_and_resumed_equals_uninterrupted(self):
@@ -96,7 +99,7 @@ class CheckpointsTest(tf.test.TestCase):
     root = self.create_tempdir().full_path
     store = checkpoints.StageCheckpoints(root, every=1)
     with runtime.local_runtime():
-      store.save(2, other.initialize(), {'state': 1}, [{}, {}])
+      store.save(2, other.initialize(), b'{}', [{}, {}])
       with self.assertRaisesRegex(
           checkpoints.CheckpointError,
           r'round_2 holds a float32 tensor of shape \(13, 8\) where this '

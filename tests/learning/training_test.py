@@ -6,6 +6,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from gpfl_tff import runtime
+from gpfl_tff.learning import data_source
 from gpfl_tff.learning import training
 from gpfl_tff.models import language_model
 from tests.learning import synthetic
@@ -13,29 +14,50 @@ from tests.learning import synthetic
 
 class SampleClientsTest(tf.test.TestCase):
 
+  def test_data_source_iterator_resumes_from_its_bytes(self):
+    clients = [f'c{i:02d}' for i in range(30)]
+    source = data_source.ClientIdsDataSource(clients, seed=[4, 1])
+    self.assertEqual(source.federated_type,
+                     tff.FederatedType(np.str_, tff.CLIENTS))
+    iterator = source.iterator()
+    first = iterator.select(5)
+    self.assertEqual(first, data_source.sample_clients(
+        np.random.default_rng([4, 1]), clients, 5))
+    saved = iterator.to_bytes()
+    later = [iterator.select(5) for _ in range(3)]
+    resumed = data_source.ClientIdsIterator.from_bytes(saved)
+    self.assertEqual([resumed.select(5) for _ in range(3)], later)
+    self.assertEqual(resumed, iterator)
+    # A new iterator starts over.
+    self.assertEqual(source.iterator().select(5), first)
+    with self.assertRaisesRegex(ValueError, 'not a client sampler state'):
+      data_source.ClientIdsIterator.from_bytes(b'{"weights": 1}')
+    with self.assertRaisesRegex(ValueError, 'positive number of clients'):
+      iterator.select(0)
+
   def test_deterministic_distinct_sorted(self):
     clients = [f'c{i:02d}' for i in range(30)]
-    first = training.sample_clients(np.random.default_rng(7), clients, 5)
-    second = training.sample_clients(np.random.default_rng(7), clients, 5)
+    first = data_source.sample_clients(np.random.default_rng(7), clients, 5)
+    second = data_source.sample_clients(np.random.default_rng(7), clients, 5)
     self.assertEqual(first, second)
     self.assertLen(first, 5)
     self.assertLen(set(first), 5)
     self.assertEqual(first, sorted(first))
     self.assertContainsSubset(first, clients)
-    other = training.sample_clients(np.random.default_rng(8), clients, 5)
+    other = data_source.sample_clients(np.random.default_rng(8), clients, 5)
     self.assertNotEqual(first, other)
 
   def test_successive_rounds_differ(self):
     rng = np.random.default_rng(0)
     clients = [f'c{i:02d}' for i in range(30)]
-    rounds = [tuple(training.sample_clients(rng, clients, 5))
+    rounds = [tuple(data_source.sample_clients(rng, clients, 5))
               for _ in range(4)]
     self.assertGreater(len(set(rounds)), 1)
 
   def test_capped_at_the_number_of_clients(self):
     clients = ['x', 'y', 'z']
     self.assertEqual(
-        training.sample_clients(np.random.default_rng(0), clients, 10),
+        data_source.sample_clients(np.random.default_rng(0), clients, 10),
         clients)
 
 
@@ -100,8 +122,9 @@ class RunRoundsTest(parameterized.TestCase, tf.test.TestCase):
     with runtime.local_runtime():
       state = training.start_state(process)
       state, history = training.run_rounds(
-          process, state, sorted(data), lambda c: data[c].repeat(2), rounds=6,
-          clients_per_round=2, rng=np.random.default_rng(0),
+          process, state,
+          data_source.ClientIdsDataSource(sorted(data), seed=0).iterator(),
+          lambda c: data[c].repeat(2), rounds=6, clients_per_round=2,
           on_round=seen.append)
       weights = process.get_model_weights(state)
     self.assertEqual([r['round'] for r in history], list(range(1, 7)))
