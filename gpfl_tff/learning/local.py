@@ -37,6 +37,13 @@ instantiates and optimizes again for every client dataset it receives. That
 cost (about 0.2 s a call for the `small` model, measured) exceeded the
 fine-tuning itself. Iterator loops keep the body in the computation's own
 graph, which the runtime prepares once.
+
+Why `evaluate_clients` and not `tff.learning.algorithms.build_fed_eval`:
+fed_eval returns metrics aggregated over the clients (a `LearningProcess`
+whose state holds the weights); every comparison here is paired over
+clients, so each client's own sums must come back (`@CLIENTS`), and the
+same sums must come from the fine-tuned path (`run`) to be comparable. The
+model's `tff.learning.models.VariableModel` metrics are the same either way.
 """
 
 import collections
