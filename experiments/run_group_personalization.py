@@ -66,6 +66,10 @@ WORKERS = flags.DEFINE_list(
     'elsewhere (see README, "Remote workers"): the groups of a stage and the '
     'chunks of evaluated clients run on them concurrently. Empty: local '
     'workers (--local_workers).')
+SPLIT_ROUNDS = flags.DEFINE_boolean(
+    'split_rounds', False, 'With several workers: split each training '
+    'round\'s clients over them (TFF\'s mergeable execution context) instead '
+    'of running the groups and chunks concurrently.')
 LOCAL_WORKERS = flags.DEFINE_integer(
     'local_workers', 1, 'Without --workers: how many local TFF worker '
     'processes run the groups and chunks concurrently.')
@@ -202,15 +206,18 @@ def main(argv):
   with contextlib.ExitStack() as stack:
     try:
       workers = stack.enter_context(
-          runtime.remote_runtime(WORKERS.value) if WORKERS.value
-          else runtime.local_runtime(LOCAL_WORKERS.value))
+          runtime.remote_runtime(WORKERS.value,
+                                 split_rounds=SPLIT_ROUNDS.value)
+          if WORKERS.value else runtime.local_runtime(
+              LOCAL_WORKERS.value, split_rounds=SPLIT_ROUNDS.value))
     except runtime.WorkerError as e:
       cli.fail(str(e))
     try:
       outcome = experiment.run(data, preset, training_config, stage_config,
                                methods, make_progress=make_progress,
                                on_record=releaser, store=store,
-                               map_fn=workers.map)
+                               map_fn=workers.map,
+                               run_round=workers.run_round)
     except (checkpoints.CheckpointError, runtime.WorkerError) as e:
       for bar in bars:  # Ends the bars' line before the error line.
         bar.close()

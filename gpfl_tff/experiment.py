@@ -59,8 +59,8 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
         on_record: Callable[[str, dict], None] | None = None,
         tree: methods_lib.StageTree | None = None,
         store: checkpoints.RunStore | None = None,
-        map_fn: Callable[[Callable, Sequence], list] | None = None
-        ) -> Outcome:
+        map_fn: Callable[[Callable, Sequence], list] | None = None,
+        run_round: Callable | None = None) -> Outcome:
   """Trains the stages the `methods` need and evaluates every client.
 
   `make_progress`, given the plan of the run (`StageTree.plan`), returns the
@@ -74,7 +74,8 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
   configurations resumes and ends with the same results. `map_fn(fn, items)`
   runs the independent tasks of a stage (its groups, chunks of evaluated
   clients), e.g. `runtime.Workers.map` over several TFF workers; the results
-  are the same either way.
+  are the same either way. `run_round(process, state, datasets)` runs each
+  training round (e.g. `runtime.Workers.run_round`, split over workers).
   """
   methods = methods_lib.check_methods(methods)
   start = time.time()
@@ -86,6 +87,8 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
   tree.store = store
   if map_fn is not None:
     tree.map = map_fn
+  if run_round is not None:
+    tree.run_round = run_round
   if make_progress is not None:
     tree.on_progress = make_progress(tree.plan(methods))
   if on_record is not None:

@@ -150,18 +150,24 @@ class Workers:
   independent: each its own process state and random stream, as the groups of
   a stage are, so the results do not depend on which worker ran what.
 
-  Why whole tasks and not parts of one round: TFF's
-  `create_mergeable_comp_execution_context` splits one computation's clients
-  over contexts and merges their aggregates, but it compiles the learning
-  process's `next` into a before/during/after-aggregation form per call and
-  runs each sub-round as a separate invocation; with 10 clients per round and
-  rounds of a few hundred milliseconds here, the stage's groups (and the
-  fine-tuning chunks) are the larger units of independent work.
+  The alternative, one round's clients split over the workers, is
+  `split_rounds=True` of `local_runtime` / `remote_runtime`: then `Workers`
+  holds one (mergeable) context and `map` is sequential.
   """
 
-  def __init__(self, contexts: Sequence[object], addresses: Sequence[str]):
+  def __init__(self, contexts: Sequence[object], addresses: Sequence[str],
+               round_context=None):
     self.contexts = list(contexts)
     self.addresses = list(addresses)
+    # With split_rounds: the mergeable context for training rounds.
+    self.round_context = round_context
+
+  def run_round(self, process, state, data):
+    """`process.next(state, data)`, on `round_context` if there is one."""
+    if self.round_context is None:
+      return process.next(state, data)
+    with tff.framework.get_context_stack().install(self.round_context):
+      return process.next(state, data)
 
   def __len__(self) -> int:
     return len(self.contexts)
@@ -213,11 +219,13 @@ class Workers:
 
 
 @contextlib.contextmanager
-def local_runtime(workers: int = 1):
+def local_runtime(workers: int = 1, split_rounds: bool = False):
   """Runs the body under TFF's local C++ runtime; its workers end on exit.
 
   workers: how many local `worker_binary` processes (each started by TFF on
     first use, on its own loopback port) serve `Workers.map`.
+  split_rounds: instead, split every computation's clients over the workers
+    (see the module doc).
 
   They also end if this process dies without cleaning up (kill -9): a small
   watcher process outlives it just long enough to end them.
@@ -232,20 +240,37 @@ def local_runtime(workers: int = 1):
     atexit.register(stop_workers)
     _exit_hook_registered = True
   watcher = _start_watcher()
+  names = [f'local worker {i + 1}' for i in range(workers)]
+  round_context = None
+  if split_rounds and workers > 1:
+    # The rounds' workers, and one more for everything else.
+    round_context = _merged(
+        [tff.backends.native.create_async_local_cpp_execution_context()
+         for _ in range(workers)])
+    workers, names = 1, ['local worker']
   contexts = [tff.backends.native.create_sync_local_cpp_execution_context()
               for _ in range(workers)]
   tff.framework.set_default_context(contexts[0])
   try:
-    yield Workers(contexts, [f'local worker {i + 1}' for i in range(workers)])
+    yield Workers(contexts, names, round_context)
   finally:
     stop_workers()
     watcher.kill()
     watcher.wait()
 
 
+def _merged(async_contexts):
+  """One context whose computations' clients are split over `async_contexts`."""
+  return tff.backends.native.create_mergeable_comp_execution_context(
+      async_contexts)
+
+
 def _remote_context(address: str, connect_seconds: float,
-                    default_num_clients: int):
-  """A SyncExecutionContext on the worker at `address` (WorkerError if none).
+                    default_num_clients: int, asynchronous: bool = False):
+  """An execution context on the worker at `address` (WorkerError if none).
+
+  A SyncExecutionContext, or with `asynchronous` an AsyncExecutionContext
+  (for `_merged`).
 
   TFF retries a computation whose worker connection broke, without end. Each
   retry asks `stack_fn` for a new executor; it waits up to `connect_seconds`
@@ -283,7 +308,9 @@ def _remote_context(address: str, connect_seconds: float,
 
   # The channel lives as long as the context: TFF may still release remote
   # values through it.
-  return tff.framework.SyncExecutionContext(
+  context_class = (tff.framework.AsyncExecutionContext if asynchronous
+                   else tff.framework.SyncExecutionContext)
+  return context_class(
       executor_fn=tff.framework.ResourceManagingExecutorFactory(stack_fn),
       compiler_fn=tff.backends.native.desugar_and_transform_to_native,
       transform_args=tff.tensorflow.transform_args,
@@ -293,10 +320,12 @@ def _remote_context(address: str, connect_seconds: float,
 @contextlib.contextmanager
 def remote_runtime(addresses: str | Sequence[str],
                    connect_seconds: float = 30.0,
-                   default_num_clients: int = 0):
+                   default_num_clients: int = 0, split_rounds: bool = False):
   """Runs the body's computations on the TFF workers at `addresses`.
 
   addresses: host:port of each worker (one string for a single worker).
+  split_rounds: split every computation's clients over the workers instead
+    of running whole tasks on each (see the module doc).
 
   Raises WorkerError if a worker does not answer within `connect_seconds`.
   The previous default context is restored on exit; the remote workers are
@@ -311,12 +340,18 @@ def remote_runtime(addresses: str | Sequence[str],
     raise ValueError('remote_runtime needs at least one worker address')
   if len(set(addresses)) != len(addresses):
     raise ValueError(f'worker addresses repeat: {", ".join(addresses)}')
+  round_context = None
+  if split_rounds and len(addresses) > 1:
+    round_context = _merged([
+        _remote_context(a, connect_seconds, default_num_clients,
+                        asynchronous=True) for a in addresses])
+    addresses = addresses[:1]  # Everything but rounds runs on the first.
   contexts = [_remote_context(a, connect_seconds, default_num_clients)
               for a in addresses]
   stack = tff.framework.get_context_stack()
   previous = stack.current
   tff.framework.set_default_context(contexts[0])
   try:
-    yield Workers(contexts, addresses)
+    yield Workers(contexts, addresses, round_context)
   finally:
     tff.framework.set_default_context(previous)

@@ -219,6 +219,9 @@ class StageTree:
     # several TFF workers (`runtime.Workers.map`). Callbacks are then called
     # from several threads, one at a time (`_lock`).
     self.map = lambda fn, items: [fn(item) for item in items]
+    # Runs one training round: (process, state, datasets) -> output, e.g.
+    # split over workers (`runtime.Workers.run_round`); None: process.next.
+    self.run_round = None
     self._lock = threading.RLock()
     self._initial = initial_weights
     # A `checkpoints.RunStore` makes the tree resumable: stages checkpoint
@@ -325,7 +328,8 @@ class StageTree:
         rounds, self.training_config.clients_per_round, progress,
         validate=self._validator(clients.client_ids),
         validate_every=self.config.curve_every,
-        checkpoints=None if self.store is None else self.store.stage(stage))
+        checkpoints=None if self.store is None else self.store.stage(stage),
+        run_round=self.run_round)
     return state
 
   def _validator(self, client_ids):

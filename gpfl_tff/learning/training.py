@@ -104,11 +104,14 @@ def run_rounds(process, state, clients: data_source.ClientIdsIterator,
                clients_per_round: int,
                on_round: Callable[[dict], None] | None = None,
                validate: Callable[[object], float] | None = None,
-               validate_every: int = 0, checkpoints=None):
+               validate_every: int = 0, checkpoints=None,
+               run_round: Callable | None = None):
   """Runs `rounds` rounds, each over `clients.select(clients_per_round)`.
 
   `clients`: the stage's client data source iterator; `dataset_fn` maps a
-  selected client id to its dataset.
+  selected client id to its dataset. `run_round(process, state, datasets)`
+  runs one round (default `process.next(state, datasets)`; e.g.
+  `runtime.Workers.run_round`, which may split it over workers).
 
   With `validate` (state -> validation perplexity) and `validate_every` = K
   > 0, every K-th round and the last also record `validation_perplexity`.
@@ -154,7 +157,9 @@ def run_rounds(process, state, clients: data_source.ClientIdsIterator,
     for round_num in range(done + 1, rounds + 1):
       start = time.time()
       selected = clients.select(clients_per_round)
-      output = process.next(state, [dataset_fn(c) for c in selected])
+      datasets = [dataset_fn(c) for c in selected]
+      output = (process.next(state, datasets) if run_round is None
+                else run_round(process, state, datasets))
       record = {'round': round_num, 'clients': len(selected),
                 'train_perplexity': train_perplexity(output.metrics),
                 'seconds': time.time() - start}

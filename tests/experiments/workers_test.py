@@ -2,7 +2,8 @@
 
 Two `worker_binary` processes are started on loopback ports, not as this
 process's children (like workers on other machines); `--workers` spreads the
-groups of each stage and the chunks of evaluated clients over them.
+groups of each stage and the chunks of evaluated clients over them, and with
+`--split_rounds` each round's clients.
 """
 
 import json
@@ -56,22 +57,34 @@ class WorkersTest(absltest.TestCase):
     self.assertEqual(local.returncode, 0, local.stderr)
     workers = [_start_worker() for _ in range(2)]
     try:
+      addresses = '--workers=' + ','.join(address for _, address in workers)
       remote = prepare_runner.run_module(
           _MODULE, *flags, f'--output_dir={os.path.join(root, "remote")}',
-          '--workers=' + ','.join(address for _, address in workers),
-          timeout=600)
+          addresses, timeout=600)
       self.assertEqual(remote.returncode, 0, remote.stderr)
+      # Each round's clients split over both workers instead.
+      split = prepare_runner.run_module(
+          _MODULE, *flags, f'--output_dir={os.path.join(root, "split")}',
+          addresses, '--split_rounds', timeout=600)
+      self.assertEqual(split.returncode, 0, split.stderr)
       for pid, _ in workers:  # Not the run's to end.
         self.assertTrue(_alive(pid))
     finally:
       for pid, _ in workers:
         os.kill(pid, signal.SIGKILL)
     results = []
-    for name in ('local', 'remote'):
+    for name in ('local', 'remote', 'split'):
       with open(os.path.join(root, name, 'results.json')) as f:
         results.append(json.load(f))
     for key in ('methods', 'paired', 'curves', 'evaluated_clients'):
       self.assertEqual(results[0][key], results[1][key], key)
+    # Split rounds sum the clients' updates in another order: equal up to
+    # float rounding.
+    for method, report in results[0]['methods'].items():
+      self.assertAlmostEqual(
+          results[2]['methods'][method]['test']['perplexity'],
+          report['test']['perplexity'], delta=1e-4 * report['test'][
+              'perplexity'], msg=method)
     self.assertEqual(set(results[0]['curves']),
                      {'global', 'group/a', 'group/b', 'group/c',
                       'group_only/a', 'group_only/b', 'group_only/c'})
