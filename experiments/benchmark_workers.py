@@ -1,17 +1,21 @@
-r"""Times the group stage on one local TFF worker and on several.
+r"""Times stages on one local TFF worker and on several.
 
   .venv/bin/python -m experiments.benchmark_workers --dataset=shakespeare \
-      --workers=2 --group_rounds=5
+      --workers=2 --group_rounds=5 --global_rounds=10
 
-The group stage (every group, `--group_rounds` rounds each from the initial
-weights, the binary's default configuration otherwise) runs as
-`run_group_personalization` runs it: through `StageTree.map`, sequentially on
-the first worker, or with its groups spread over `--workers` local workers
-(`runtime.local_runtime(workers=N)`). The two take turns, `--reps` times each
-after one untimed warm-up of each, in one process. Prints
-  workers=1 group_stage_s=<median> workers=<N> group_stage_s=<median>
-      speedup=<1-worker median / N-worker median>
-and writes every timing to --output (JSON). The results are checked equal.
+Two stages, each as `run_group_personalization` runs it, the binary's
+configuration otherwise:
+  group         every group, `--group_rounds` rounds each from the initial
+                weights: sequentially on one worker, or the groups spread
+                over `--workers` local workers (`StageTree.map`);
+  global_split  `--global_rounds` rounds of the global stage: each round on
+                one worker, or its clients split over `--workers` workers
+                (`--split_rounds`: TFF's mergeable execution context).
+The two variants of a stage take turns, `--reps` times each after one
+untimed warm-up of each, in one process. Prints per stage
+  stage=<s> workers=1 s=<median> workers=<N> s=<median> speedup=<ratio>
+and writes every timing to --output (JSON). The trained weights are checked
+equal (up to float rounding for split rounds).
 """
 
 import json
@@ -36,6 +40,38 @@ OUTPUT = flags.DEFINE_string('output', 'results/benchmark_workers.json',
                              'Where the timings go.')
 
 
+def _tree(base, training_config, stage_config, map_fn=None, run_round=None):
+  """A fresh stage tree (nothing trained) sharing `base`'s process and data."""
+  tree = methods_lib.StageTree(
+      base.process, base.local_stage, base.batches, base.weights('initial'),
+      training_config, stage_config)
+  if map_fn is not None:
+    tree.map = map_fn
+  tree.run_round = run_round
+  return tree
+
+
+def _timed(runs, reps):
+  """Runs each (name, fn) in turn, reps + 1 times (the first untimed).
+
+  Returns name -> seconds of the timed runs, and name -> the last result.
+  """
+  seconds = {name: [] for name, _ in runs}
+  results = {}
+  for rep in range(reps + 1):
+    for name, fn in runs:
+      start = time.perf_counter()
+      results[name] = fn()
+      if rep > 0:
+        seconds[name].append(time.perf_counter() - start)
+  return seconds, results
+
+
+def _check_close(first, second):
+  for a, b in zip(first, second):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def main(argv):
   del argv
   if WORKERS.value < 2 or REPS.value < 1:
@@ -43,46 +79,61 @@ def main(argv):
   preset = common_flags.preset()
   try:
     training_config = common_flags.training_config()
-    stage_config = common_flags.stage_config(global_rounds=0, curve_every=0)
+    group_config = common_flags.stage_config(global_rounds=0, curve_every=0)
+    global_config = common_flags.stage_config(curve_every=0)
   except ValueError as e:
     cli.fail(str(e))
   config = dataset_flags.config(default_vocab_size=preset.vocab_size)
   data = datasets.load_or_prepare(config, dataset_flags.cache_dir())
-  seconds = {1: [], WORKERS.value: []}
-  weights = {}
-  with runtime.local_runtime(WORKERS.value) as workers:
-    base = experiment.build_tree(data, preset, training_config, stage_config)
+  n = WORKERS.value
+
+  # The group stage: its groups on one worker, or spread over n.
+  with runtime.local_runtime(n) as workers:
+    base = experiment.build_tree(data, preset, training_config, group_config)
     one = runtime.Workers(workers.contexts[:1], workers.addresses[:1])
-    for rep in range(REPS.value + 1):  # Repetition 0 warms up, untimed.
-      for count, pool in ((1, one), (WORKERS.value, workers)):
-        tree = methods_lib.StageTree(
-            base.process, base.local_stage, base.batches, base.weights(
-                'initial'), training_config, stage_config)
-        tree.map = pool.map
-        start = time.perf_counter()
-        weights[count] = tree.group_weights('group')
-        if rep > 0:
-          seconds[count].append(time.perf_counter() - start)
+    group_seconds, group_weights = _timed([
+        ('1', lambda: _tree(base, training_config, group_config,
+                            one.map).group_weights('group')),
+        (str(n), lambda: _tree(base, training_config, group_config,
+                               workers.map).group_weights('group'))],
+                                          REPS.value)
   for group in data.groups:
-    for a, b in zip(weights[1][group].trainable,
-                    weights[WORKERS.value][group].trainable):
-      np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-  medians = {n: float(np.median(s)) for n, s in seconds.items()}
+    _check_close(group_weights['1'][group].trainable,
+                 group_weights[str(n)][group].trainable)
+
+  # The global stage: each round on one worker, or its clients split over n.
+  with runtime.local_runtime(n, split_rounds=True) as workers:
+    base = experiment.build_tree(data, preset, training_config, global_config)
+    global_seconds, global_weights = _timed([
+        ('1', lambda: _tree(base, training_config, global_config
+                            ).weights('global')),
+        (str(n), lambda: _tree(base, training_config, global_config,
+                               run_round=workers.run_round
+                               ).weights('global'))], REPS.value)
+  _check_close(global_weights['1'].trainable,
+               global_weights[str(n)].trainable)
+
   result = {
       'dataset': config.dataset, 'group_by': config.group_by,
-      'groups': len(data.groups), 'group_rounds': stage_config.group_rounds,
+      'groups': len(data.groups), 'group_rounds': group_config.group_rounds,
+      'global_rounds': global_config.global_rounds,
       'clients_per_round': training_config.clients_per_round,
-      'cpu_count': os.cpu_count(), 'reps': REPS.value,
-      'seconds': {str(n): s for n, s in seconds.items()},
-      'median_seconds': {str(n): m for n, m in medians.items()},
-      'speedup': medians[1] / medians[WORKERS.value]}
+      'cpu_count': os.cpu_count(), 'reps': REPS.value, 'workers': n}
+  lines = []
+  for stage, seconds in (('group', group_seconds),
+                         ('global_split', global_seconds)):
+    medians = {k: float(np.median(v)) for k, v in seconds.items()}
+    speedup = medians['1'] / medians[str(n)]
+    result[stage] = {'seconds': seconds, 'median_seconds': medians,
+                     'speedup': speedup}
+    lines.append(f'stage={stage} workers=1 s={medians["1"]:.2f} workers={n} '
+                 f's={medians[str(n)]:.2f} speedup={speedup:.2f}')
   os.makedirs(os.path.dirname(os.path.abspath(OUTPUT.value)), exist_ok=True)
   with open(OUTPUT.value, 'w', encoding='utf-8') as f:
     json.dump(result, f, indent=2)
     f.write('\n')
-  print(f'workers=1 group_stage_s={medians[1]:.2f} workers={WORKERS.value} '
-        f'group_stage_s={medians[WORKERS.value]:.2f} '
-        f'speedup={result["speedup"]:.2f}')
+  for line in lines:
+    print(line)
 
 
 if __name__ == '__main__':

@@ -48,5 +48,28 @@ class BenchmarkTest(absltest.TestCase):
         ratio, max(s['ratio'] for s in result['stages'].values()), places=3)
     self.assertGreater(result['peak_gflops'], 0.0)
 
+  def test_benchmark_workers_times_both_stages_and_checks_results(self):
+    root = self.create_tempdir().full_path
+    corpus = synthetic.write_grouped_corpus(
+        os.path.join(root, 'corpus.jsonl'), {'a': 3, 'b': 2})
+    output = os.path.join(root, 'workers.json')
+    run = prepare_runner.run_module(
+        'experiments.benchmark_workers', '--dataset=text_corpus',
+        f'--input={corpus}', f'--cache_dir={os.path.join(root, "cache")}',
+        '--vocab_size=20', '--reps=1', '--group_rounds=2',
+        '--global_rounds=2', '--clients_per_round=2', f'--output={output}',
+        timeout=600)
+    self.assertEqual(run.returncode, 0, run.stderr)
+    with open(output) as f:
+      result = json.load(f)
+    lines = run.stdout.strip().splitlines()
+    self.assertLen(lines, 2)
+    for line, stage in zip(lines, ('group', 'global_split')):
+      self.assertStartsWith(line, f'stage={stage} workers=1 s=')
+      speedup = float(line.split('speedup=')[1])
+      self.assertAlmostEqual(speedup, result[stage]['speedup'], places=2)
+      self.assertLen(result[stage]['seconds']['2'], 1)
+
+
 if __name__ == '__main__':
   absltest.main()
