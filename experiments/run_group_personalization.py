@@ -54,6 +54,13 @@ CURVE_EVERY = flags.DEFINE_integer(
 CURVE_CLIENTS = flags.DEFINE_integer(
     'curve_clients', 50, 'Clients (a fixed sample of the stage\'s clients) '
     'whose validation splits give the curves.')
+GROUPS = flags.DEFINE_enum(
+    'groups', 'given', ['given', 'inferred', 'random'], 'Groups of the group '
+    'stages: the data\'s (given), inferred without labels from the global '
+    'model by federated k-means, or dealt at random (the control).')
+NUM_GROUPS = flags.DEFINE_integer(
+    'num_groups', 0, 'inferred or random: how many groups (0: as many as '
+    'the data gives).')
 EVAL_CLIENTS_PER_GROUP = flags.DEFINE_integer(
     'eval_clients_per_group', 0, 'Evaluate every method on the same seeded '
     'sample of this many clients per group (0: every client).')
@@ -161,7 +168,8 @@ def main(argv):
         min_group_clients=MIN_GROUP_CLIENTS.value, eval_split=EVAL_SPLIT.value,
         eval_clients=EVAL_CLIENTS.value, curve_every=CURVE_EVERY.value,
         curve_clients=CURVE_CLIENTS.value,
-        eval_clients_per_group=EVAL_CLIENTS_PER_GROUP.value)
+        eval_clients_per_group=EVAL_CLIENTS_PER_GROUP.value,
+        groups=GROUPS.value, num_groups=NUM_GROUPS.value)
   except ValueError as e:
     cli.fail(str(e))
 

@@ -14,6 +14,7 @@ from gpfl_tff.data import text
 from gpfl_tff.evaluation import paired
 from gpfl_tff.evaluation import summary
 from gpfl_tff.learning import checkpoints
+from gpfl_tff.learning import grouping
 from gpfl_tff.learning import local
 from gpfl_tff.learning import methods as methods_lib
 from gpfl_tff.learning import training
@@ -46,9 +47,12 @@ def build_tree(data: client_data.GroupedClientData,
   client_batches = batches_lib.ClientBatches(data, encoder,
                                              training_config.batch_size)
   process = training.build_process(model_fn, training_config)
-  return methods_lib.StageTree(
+  tree = methods_lib.StageTree(
       process, local.build_local_stage(model_fn), client_batches,
       language_model.initial_weights(model_fn), training_config, stage_config)
+  if stage_config.groups == 'inferred':
+    tree.statistics = grouping.build_statistics(model_fn, encoder.num_tokens)
+  return tree
 
 
 def run(data: client_data.GroupedClientData, preset: language_model.Preset,
@@ -131,6 +135,7 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
                       for stage, curve in curves.items()},
       'eval_split': stage_config.eval_split,
       'groups_kept_start': sorted(tree.groups_kept_start),
+      'groups': tree.grouping_report(),
       'evaluated_clients': len(train_tokens),
       'stage_runs': dict(tree.stage_runs),
       'seconds': {'build': build_seconds, **tree.seconds,

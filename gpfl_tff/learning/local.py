@@ -60,6 +60,11 @@ def _assign(variables, values):
   tf.nest.map_structure(lambda v, t: v.assign(t), variables, values)
 
 
+def assign_weights(model, weights) -> None:
+  """Sets `model`'s variables to `weights` (a ModelWeights structure)."""
+  _assign(tff.learning.models.ModelWeights.from_model(model), weights)
+
+
 def dataset_sums(model, dataset):
   """Sums of `metrics.token_sums` over a dataset of {'x', 'y'} batches.
 
@@ -149,7 +154,7 @@ def build_local_stage(model_fn) -> LocalStage:
 
     @tf.function  # Orders the assignment before the reads.
     def assign_and_sum():
-      _assign(tff.learning.models.ModelWeights.from_model(model), weights)
+      assign_weights(model, weights)
       return dataset_sums(model, dataset)
 
     return assign_and_sum()

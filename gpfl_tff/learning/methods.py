@@ -55,6 +55,7 @@ import numpy as np
 
 from gpfl_tff.data import batches as batches_lib
 from gpfl_tff.learning import data_source
+from gpfl_tff.learning import grouping
 from gpfl_tff.learning import local
 from gpfl_tff.learning import training
 from gpfl_tff.models import unigram
@@ -117,6 +118,7 @@ METHOD_TABLE = {
 }
 METHODS = tuple(METHOD_TABLE)
 _EVAL_SEED = 5
+_GROUPING_SEED = 8
 _SPLIT_SEED = 7
 EVAL_CLIENTS = ('report', 'tuning', 'all')
 
@@ -140,6 +142,8 @@ class StageConfig:
   eval_batch_size: int = 128
   curve_every: int = 5
   curve_clients: int = 50
+  groups: str = 'given'
+  num_groups: int = 0
 
   def __post_init__(self):
     if self.eval_split not in ('validation', 'test'):
@@ -148,12 +152,18 @@ class StageConfig:
     if self.eval_clients not in EVAL_CLIENTS:
       raise ValueError(f'eval_clients must be one of {", ".join(EVAL_CLIENTS)}'
                        f', got {self.eval_clients!r}')
+    if self.groups not in grouping.GROUPINGS:
+      raise ValueError(f'groups must be one of {", ".join(grouping.GROUPINGS)}'
+                       f', got {self.groups!r}')
+    if self.groups == 'given' and self.num_groups:
+      raise ValueError('num_groups applies to inferred or random groups '
+                       '(given groups are as many as the data has)')
     if not 0.0 <= self.tuning_fraction < 1.0:
       raise ValueError('tuning_fraction must be in [0, 1), got '
                        f'{self.tuning_fraction}')
     for name in ('global_rounds', 'group_rounds', 'finetune_epochs',
                  'finetune_patience', 'eval_clients_per_group', 'curve_every',
-                 'curve_clients'):
+                 'curve_clients', 'num_groups'):
       if getattr(self, name) < 0:
         raise ValueError(f'{name} must not be negative')
     for name in ('eval_chunk', 'eval_batch_size'):
@@ -234,10 +244,14 @@ class StageTree:
     self.seconds = {}
     self.groups_kept_start = []
     self.eval_clients = self._sample_eval_clients()
+    # `grouping.build_statistics` of the model, for inferred groups.
+    self.statistics = None
+    self._grouping = None
 
   # StageConfig fields that the federated stages depend on.
   _TRAINING_FIELDS = ('global_rounds', 'group_rounds', 'min_group_clients',
-                      'seed', 'curve_every', 'curve_clients', 'split_seed')
+                      'seed', 'curve_every', 'curve_clients', 'split_seed',
+                      'groups', 'num_groups')
 
   def with_config(self, config: StageConfig) -> 'StageTree':
     """A tree for `config` sharing the federated stages trained so far.
@@ -364,10 +378,58 @@ class StageTree:
                     if 'validation_perplexity' in r]
             for stage, records in self.history.items()}
 
+  # Groups ---------------------------------------------------------------
+
+  def _num_groups(self) -> int:
+    return self.config.num_groups or len(self.data.groups)
+
+  @property
+  def grouping(self) -> dict[str, str]:
+    """client -> the group whose stage trains it and whose model it gets.
+
+    The data's groups (`given`), or `num_groups` groups dealt at random or
+    inferred from the global model (`grouping`); computed once. Evaluated
+    clients and reports stay by the data's groups, so every grouping is
+    scored on the same clients.
+    """
+    if self._grouping is None:
+      mode = self.config.groups
+      seed = [self.config.seed, _GROUPING_SEED]
+      if mode == 'given':
+        self._grouping = dict(self.data.client_to_group)
+      elif mode == 'random':
+        self._grouping = grouping.random_grouping(
+            self.data.client_ids, self._num_groups(), seed)
+      else:
+        if self.statistics is None:
+          raise ValueError('inferred groups need the tree\'s statistics '
+                           'computation (experiment.build_tree sets it)')
+        self._grouping = grouping.infer_grouping(
+            self.statistics, self.weights('global'),
+            lambda c: self.batches.dataset('train', c), self.data.client_ids,
+            self._num_groups(), seed, self.map, self.config.eval_chunk)
+    return self._grouping
+
+  def groups(self) -> list[str]:
+    """The groups of `grouping`, sorted."""
+    return sorted(set(self.grouping.values()))
+
+  def clients_of(self, group: str) -> list[str]:
+    return [c for c in self.data.client_ids if self.grouping[c] == group]
+
+  def grouping_report(self) -> dict:
+    """mode, number of groups, and the adjusted Rand index against the
+    data's groups."""
+    clients = self.data.client_ids
+    return {'mode': self.config.groups, 'num_groups': len(self.groups()),
+            'adjusted_rand_index': grouping.adjusted_rand_index(
+                [self.data.client_to_group[c] for c in clients],
+                [self.grouping[c] for c in clients])}
+
   # Federated stages -----------------------------------------------------
 
   def _trained_groups(self) -> list[str]:
-    return [g for g in self.data.groups if len(self.data.clients_in_group(g))
+    return [g for g in self.groups() if len(self.clients_of(g))
             >= self.config.min_group_clients]
 
   def _updates_per_round(self, clients: int) -> int:
@@ -386,7 +448,7 @@ class StageTree:
     """Client updates (local trainings) of one stage, all groups together."""
     if STAGE_TABLE[stage].per_group:
       return sum(self._rounds(stage) * self._updates_per_round(
-          len(self.data.clients_in_group(g))) for g in self._trained_groups())
+          len(self.clients_of(g))) for g in self._trained_groups())
     return self._rounds(stage) * self._updates_per_round(
         len(self.data.client_ids))
 
@@ -429,7 +491,8 @@ class StageTree:
   def _train_groups(self, stage: str, start_weights, rounds: int) -> dict:
     """Weights per group; the groups are independent tasks (`map`)."""
     trained = self._trained_groups()
-    for group in self.data.groups:
+    groups = self.groups()
+    for group in groups:
       if group not in trained and group not in self.groups_kept_start:
         self.groups_kept_start.append(group)
 
@@ -439,8 +502,8 @@ class StageTree:
       state = self._train(
           f'{stage}/{group}',
           training.start_state(self.process, start_weights),
-          self._clients(stage, self.data.clients_in_group(group),
-                        self.data.groups.index(group)), rounds)
+          self._clients(stage, self.clients_of(group), groups.index(group)),
+          rounds)
       return self.process.get_model_weights(state)
 
     with self._lock:  # Records keep the groups' order, whatever runs first.
@@ -448,7 +511,7 @@ class StageTree:
         self.history.setdefault(f'{stage}/{group}', [])
     trained_weights = dict(zip(trained, self.map(train_group, trained)))
     return {group: trained_weights.get(group, start_weights)
-            for group in self.data.groups}
+            for group in groups}
 
   # Evaluation -----------------------------------------------------------
 
@@ -456,7 +519,7 @@ class StageTree:
     if start in STAGE_TABLE and STAGE_TABLE[start].per_group:
       return self.group_weights(start)
     weights = self.weights(start)
-    return {group: weights for group in self.data.groups}
+    return {group: weights for group in self.groups()}
 
   def _evaluate_reference(self, start: str) -> dict:
     """client -> sums of a unigram model (of all clients or of its group)."""
@@ -464,14 +527,15 @@ class StageTree:
     split = self.config.eval_split
     fitted = {}
     results = {}
-    for group, clients in self.eval_clients.items():
-      key = group if start == 'group_unigram' else None
-      if key not in fitted:
-        owners = (self.data.clients_in_group(group) if key is not None
-                  else self.data.client_ids)
-        fitted[key] = unigram.fit(
-            (self.batches.arrays('train', c)['y'] for c in owners), num_tokens)
+    for clients in self.eval_clients.values():
       for client in clients:
+        key = self.grouping[client] if start == 'group_unigram' else None
+        if key not in fitted:
+          owners = (self.clients_of(key) if key is not None
+                    else self.data.client_ids)
+          fitted[key] = unigram.fit(
+              (self.batches.arrays('train', c)['y'] for c in owners),
+              num_tokens)
         results[client] = unigram.sums(fitted[key],
                                        self.batches.arrays(split, client)['y'])
     return results
@@ -486,8 +550,13 @@ class StageTree:
     label = self._eval_label(start, finetune)
     weights_by_group = self._weights_by_group(start)  # May train stages.
     self.on_progress(label, 0, total)
+    # Chunks of the evaluated clients that share a model (a group's).
+    by_group = {}
+    for clients in self.eval_clients.values():
+      for client in clients:
+        by_group.setdefault(self.grouping[client], []).append(client)
     chunks = [(group, clients[begin:begin + self.config.eval_chunk])
-              for group, clients in self.eval_clients.items()
+              for group, clients in by_group.items()
               for begin in range(0, len(clients), self.config.eval_chunk)]
 
     def score(chunk_of_group):
@@ -557,6 +626,19 @@ class StageTree:
     stage, evaluated clients of an evaluation). Work is a rough cost in
     client-epochs of training, for an estimate of the whole run's time left.
     """
+    provisional = self._grouping is None and self.config.groups == 'inferred'
+    if provisional:
+      # Inferred groups need the global model: plan with K equal groups.
+      k = self._num_groups()
+      self._grouping = {c: grouping.group_name('cluster', i % k, k)
+                        for i, c in enumerate(self.data.client_ids)}
+    try:
+      return self._plan(methods)
+    finally:
+      if provisional:
+        self._grouping = None
+
+  def _plan(self, methods: Sequence[str]) -> dict[str, tuple[int, float]]:
     epochs = self.training_config.client_epochs
     evaluated = sum(len(c) for c in self.eval_clients.values())
     plan = {}
@@ -568,7 +650,7 @@ class StageTree:
         rounds = self._rounds(stage)
         if STAGE_TABLE[stage].per_group:
           for group in self._trained_groups():
-            clients = len(self.data.clients_in_group(group))
+            clients = len(self.clients_of(group))
             plan[f'{stage}/{group}'] = (
                 rounds, rounds * epochs * self._updates_per_round(clients))
         else:

@@ -20,25 +20,26 @@ from gpfl_tff.data import text
 
 
 
-def _mask(targets):
+def token_mask(targets):
+  """1.0 where a target is counted (not padding), else 0.0."""
   return tf.cast(tf.not_equal(targets, text.PAD_ID), tf.float32)
 
 
 def _loss_sum(targets, logits):
   losses = tf.keras.losses.sparse_categorical_crossentropy(
       targets, logits, from_logits=True)
-  return tf.reduce_sum(losses * _mask(targets))
+  return tf.reduce_sum(losses * token_mask(targets))
 
 
 def _token_count(targets, logits):
   del logits
-  return tf.reduce_sum(_mask(targets))
+  return tf.reduce_sum(token_mask(targets))
 
 
 def _correct_count(targets, logits):
   predicted = tf.cast(tf.argmax(logits, axis=-1), targets.dtype)
   return tf.reduce_sum(
-      tf.cast(tf.equal(predicted, targets), tf.float32) * _mask(targets))
+      tf.cast(tf.equal(predicted, targets), tf.float32) * token_mask(targets))
 
 
 def _word_mask(targets):
