@@ -1,0 +1,114 @@
+"""Groups when none are given: random, inferred (federated k-means), scored by
+the adjusted Rand index."""
+
+import tempfile
+
+from absl.testing import absltest
+import numpy as np
+import tensorflow as tf
+
+from gpfl_tff import experiment
+from gpfl_tff import runtime
+from gpfl_tff.learning import grouping
+from gpfl_tff.learning import methods
+from gpfl_tff.learning import training
+from tests.learning import synthetic
+
+
+class AdjustedRandIndexTest(tf.test.TestCase):
+
+  def test_known_values(self):
+    ari = grouping.adjusted_rand_index
+    self.assertAlmostEqual(ari([0, 0, 1, 1], ['x', 'x', 'y', 'y']), 1.0)
+    self.assertAlmostEqual(ari([0, 0, 1, 1], [0, 1, 0, 1]), -0.5)
+    # Hubert and Arabie's formula by hand: index 2 (two pairs together in
+    # both), row and column pair sums 6 and 3 of 15 pairs, so expected
+    # 6 * 3 / 15 = 1.2 and maximum (6 + 3) / 2 = 4.5.
+    self.assertAlmostEqual(ari([0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 2, 2]),
+                           (2 - 1.2) / (4.5 - 1.2))
+    self.assertAlmostEqual(ari([0, 0, 0], [1, 1, 1]), 1.0)
+    with self.assertRaisesRegex(ValueError, 'same items'):
+      ari([0, 1], [0])
+
+
+class RandomGroupingTest(tf.test.TestCase):
+
+  def test_balanced_seeded_and_named(self):
+    clients = [f'c{i:02d}' for i in range(23)]
+    first = grouping.random_grouping(clients, 4, seed=[0, 8])
+    self.assertEqual(first, grouping.random_grouping(clients, 4, [0, 8]))
+    self.assertNotEqual(first, grouping.random_grouping(clients, 4, [1, 8]))
+    sizes = sorted(list(first.values()).count(g) for g in set(first.values()))
+    self.assertEqual(sizes, [5, 6, 6, 6])
+    self.assertEqual(sorted(set(first.values())),
+                     ['random0', 'random1', 'random2', 'random3'])
+    with self.assertRaisesRegex(ValueError, 'at least 1'):
+      grouping.random_grouping(clients, 0, seed=0)
+
+
+class KMeansTest(tf.test.TestCase):
+
+  def test_federated_kmeans_finds_separated_clusters(self):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 6))
+    labels = np.repeat([0, 1, 2], 8)
+    vectors = [centers[l] + 0.05 * rng.normal(size=6) for l in labels]
+    with runtime.local_runtime():
+      found = grouping.kmeans(vectors, 3, seed=1)
+      with self.assertRaisesRegex(ValueError, 'cannot make 30 groups'):
+        grouping.kmeans(vectors, 30, seed=1)
+    self.assertAlmostEqual(grouping.adjusted_rand_index(labels, found), 1.0)
+
+
+class InferredGroupsTest(tf.test.TestCase):
+  """A whole comparison with inferred and random groups on the synthetic
+  corpus (groups of disjoint vocabularies, never shown to the inference)."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    directory = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    cls.data = synthetic.prepare_grouped(directory, {'a': 4, 'b': 4, 'c': 3})
+    training_config = training.TrainingConfig(
+        clients_per_round=3, client_learning_rate=0.5, batch_size=4)
+    cls.outcomes = {}
+    with runtime.local_runtime():
+      for mode in ('given', 'inferred', 'random'):
+        config = methods.StageConfig(
+            global_rounds=3, group_rounds=2, finetune_epochs=0,
+            eval_clients='all', curve_every=0, groups=mode)
+        cls.outcomes[mode] = experiment.run(
+            cls.data, synthetic.TINY, training_config, config,
+            ['fl', 'groupfl', 'group_unigram'])
+
+  def test_inferred_groups_are_the_true_ones_and_random_are_not(self):
+    report = {m: o.results['groups'] for m, o in self.outcomes.items()}
+    self.assertEqual(report['given'], {'mode': 'given', 'num_groups': 3,
+                                       'adjusted_rand_index': 1.0})
+    self.assertEqual(report['inferred']['num_groups'], 3)
+    self.assertAlmostEqual(report['inferred']['adjusted_rand_index'], 1.0)
+    self.assertLess(report['random']['adjusted_rand_index'], 0.5)
+    tree = self.outcomes['inferred'].tree
+    self.assertCountEqual(tree.groups(), ['cluster0', 'cluster1', 'cluster2'])
+
+  def test_every_grouping_scores_the_same_clients_and_global_model(self):
+    sums = {m: o.client_sums for m, o in self.outcomes.items()}
+    for mode in ('inferred', 'random'):
+      for method in ('fl', 'groupfl', 'group_unigram'):
+        self.assertCountEqual(sums[mode][method], sums['given'][method])
+      self.assertEqual(sums[mode]['fl'], sums['given']['fl'])
+    # Groups of the wrong clients fit their clients worse.
+    perplexity = {m: o.results['methods']['group_unigram']['test']['perplexity']
+                  for m, o in self.outcomes.items()}
+    self.assertAlmostEqual(perplexity['inferred'], perplexity['given'])
+    self.assertGreater(perplexity['random'], perplexity['given'])
+
+  def test_given_groups_take_no_num_groups(self):
+    with self.assertRaisesRegex(ValueError, 'num_groups applies'):
+      methods.StageConfig(groups='given', num_groups=3)
+    with self.assertRaisesRegex(ValueError, 'groups must be one of'):
+      methods.StageConfig(groups='learned')
+
+
+if __name__ == '__main__':
+  tf.test.main()
