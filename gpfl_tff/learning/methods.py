@@ -244,21 +244,26 @@ class StageTree:
     self.seconds = {}
     self.groups_kept_start = []
     self.eval_clients = self._sample_eval_clients()
-    # `grouping.build_statistics` of the model, for inferred groups.
+    # () -> `grouping.build_statistics` of the model, for inferred groups
+    # (set by `experiment.build_tree`); built on first use.
+    self.build_statistics = None
     self.statistics = None
     self._grouping = None
 
   # StageConfig fields that the federated stages depend on.
   _TRAINING_FIELDS = ('global_rounds', 'group_rounds', 'min_group_clients',
-                      'seed', 'curve_every', 'curve_clients', 'split_seed',
-                      'groups', 'num_groups')
+                      'seed', 'curve_every', 'curve_clients', 'split_seed')
+  # Fields only the per-group stages depend on.
+  _GROUPING_FIELDS = ('groups', 'num_groups')
 
   def with_config(self, config: StageConfig) -> 'StageTree':
     """A tree for `config` sharing the federated stages trained so far.
 
-    `config` may change only fine-tuning and evaluation settings (ValueError
-    otherwise); evaluations are redone under it, trained stages are not.
-    Used to tune fine-tuning without retraining.
+    `config` may change only fine-tuning, evaluation and grouping settings
+    (ValueError otherwise); evaluations are redone under it, trained stages
+    are not, except the per-group stages when the grouping changes. Used to
+    tune fine-tuning without retraining, and to compare groupings on one
+    global model.
     """
     changed = [f for f in self._TRAINING_FIELDS
                if getattr(config, f) != getattr(self.config, f)]
@@ -268,6 +273,13 @@ class StageTree:
     tree = copy.copy(self)
     tree.config = config
     trained = tuple(STAGE_TABLE)
+    if any(getattr(config, f) != getattr(self.config, f)
+           for f in self._GROUPING_FIELDS):
+      trained = tuple(n for n, s in STAGE_TABLE.items() if not s.per_group)
+      tree._grouping = None
+      tree.groups_kept_start = []
+      tree.history = {n: r for n, r in self.history.items()
+                      if n.split('/')[0] in trained}
     tree._cache = {name: value for name, value in self._cache.items()
                    if name.split('/')[0] in trained}
     tree.stage_runs = {n: c for n, c in self.stage_runs.items()
@@ -402,8 +414,10 @@ class StageTree:
             self.data.client_ids, self._num_groups(), seed)
       else:
         if self.statistics is None:
-          raise ValueError('inferred groups need the tree\'s statistics '
-                           'computation (experiment.build_tree sets it)')
+          if self.build_statistics is None:
+            raise ValueError('inferred groups need the model\'s statistics '
+                             '(experiment.build_tree sets build_statistics)')
+          self.statistics = self.build_statistics()
         self._grouping = grouping.infer_grouping(
             self.statistics, self.weights('global'),
             lambda c: self.batches.dataset('train', c), self.data.client_ids,

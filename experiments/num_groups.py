@@ -1,0 +1,181 @@
+r"""How many groups, and which: given, inferred and random groups on one model.
+
+  .venv/bin/python -m experiments.num_groups \
+      --flagfile=experiments/configs/shakespeare.flags \
+      --num_groups=2,6,12 --modes=given,inferred,random \
+      --eval_clients_per_group=40 --output_dir=results/num_groups-shakespeare
+
+Trains the global stage once, then for each grouping (mode x K) the group
+stages from it and the `--methods` on top (`StageTree.with_config`: only the
+per-group stages are trained again). `given` uses the data's groups (one K,
+whatever --num_groups says); `inferred` clusters clients from the global
+model by federated k-means; `random` deals them at random (the control).
+Every grouping is scored on the same clients (the report clients of the
+data's groups) and the same global model, so differences are paired: each
+grouping's method is compared with the same method under `random` groups
+at the same K, with a 95 % bootstrap interval over clients (negative: the
+grouping is better than random).
+
+Writes num_groups.json, num_groups.md (the table) and num_groups.png
+(perplexity against K) to --output_dir.
+"""
+
+import dataclasses
+import json
+import os
+
+from absl import flags
+
+from data import dataset_flags
+from experiments import cli
+from experiments import common_flags
+from gpfl_tff import experiment
+from gpfl_tff import runtime
+from gpfl_tff.data import datasets
+from gpfl_tff.evaluation import paired
+from gpfl_tff.learning import grouping
+from gpfl_tff.learning import methods as methods_lib
+
+MODES = flags.DEFINE_list('modes', ['given', 'inferred', 'random'],
+                          'Groupings: given, inferred, random.')
+NUM_GROUPS = flags.DEFINE_list(
+    'num_groups', [], 'K values for inferred and random groups (default: '
+    'the number of given groups).')
+METHODS = flags.DEFINE_list('methods', ['groupfl', 'groupperfl'],
+                            'Methods scored under each grouping.')
+EVAL_CLIENTS_PER_GROUP = flags.DEFINE_integer(
+    'eval_clients_per_group', 0, 'The same seeded sample of this many report '
+    'clients per given group for every grouping (0: every report client).')
+OUTPUT_DIR = flags.DEFINE_string('output_dir', '', 'Where outputs go.')
+
+
+def _groupings(given_k: int) -> list[tuple[str, int]]:
+  for mode in MODES.value:
+    if mode not in grouping.GROUPINGS:
+      cli.fail(f'--modes: unknown grouping {mode!r} (choose from '
+               f'{", ".join(grouping.GROUPINGS)})')
+  try:
+    ks = [int(k) for k in NUM_GROUPS.value] or [given_k]
+  except ValueError:
+    cli.fail(f'--num_groups must be integers, got {",".join(NUM_GROUPS.value)}')
+  if any(k < 1 for k in ks):
+    cli.fail('--num_groups values must be at least 1')
+  result = []
+  for k in sorted(set(ks)):
+    result += [(m, k) for m in MODES.value if m != 'given']
+  if 'given' in MODES.value:
+    result.insert(0, ('given', given_k))
+  return result
+
+
+def table(rows: list[dict], methods: list[str]) -> str:
+  lines = ['| grouping | K | adjusted Rand index | '
+           + ' | '.join(f'{m} perplexity | {m} vs random [95% CI]'
+                        for m in methods) + ' |',
+           '|---|---|---|' + '---|---|' * len(methods)]
+  for row in rows:
+    cells = [row['mode'], str(row['num_groups']),
+             f'{row["adjusted_rand_index"]:.3f}']
+    for m in methods:
+      cells.append(f'{row["perplexity"][m]:.2f}')
+      vs = row['vs_random'].get(m)
+      cells.append('-' if vs is None else
+                   f'{vs["mean"]:+.4f} [{vs["ci_low"]:+.4f}, '
+                   f'{vs["ci_high"]:+.4f}]')
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def figure(path: str, rows: list[dict], methods: list[str]) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for mode, marker in (('inferred', 'o-'), ('random', 's--'), ('given', '*')):
+    for m in methods:
+      points = sorted((r['num_groups'], r['perplexity'][m]) for r in rows
+                      if r['mode'] == mode)
+      if points:
+        ax.plot(*zip(*points), marker, label=f'{m}, {mode}',
+                markersize=12 if mode == 'given' else 6)
+  ax.set_xscale('log')
+  ax.set_xlabel('number of groups K')
+  ax.set_ylabel('test perplexity (report clients)')
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  preset = common_flags.preset()
+  try:
+    methods = methods_lib.check_methods(METHODS.value)
+    training_config = common_flags.training_config()
+    base_config = common_flags.stage_config(
+        eval_clients_per_group=EVAL_CLIENTS_PER_GROUP.value, curve_every=0)
+  except ValueError as e:
+    cli.fail(str(e))
+  config = dataset_flags.config(default_vocab_size=preset.vocab_size)
+  data = datasets.load_or_prepare(config, dataset_flags.cache_dir())
+  groupings = _groupings(len(data.groups))
+  output_dir = OUTPUT_DIR.value or (
+      f'results/num_groups-{config.dataset}-seed{common_flags.SEED.value}')
+  os.makedirs(output_dir, exist_ok=True)
+  print(f'{config.dataset}: {len(data.client_ids)} clients, '
+        f'{len(data.groups)} given groups; groupings: '
+        + ', '.join(f'{m} K={k}' for m, k in groupings), flush=True)
+
+  outcomes = {}
+  with runtime.local_runtime() as workers:
+    tree = experiment.build_tree(data, preset, training_config, base_config)
+    for mode, k in groupings:
+      stage_config = dataclasses.replace(
+          base_config, groups=mode, num_groups=0 if mode == 'given' else k)
+      outcome = experiment.run(data, preset, training_config, stage_config,
+                               methods, tree=tree.with_config(stage_config),
+                               map_fn=workers.map)
+      outcomes[(mode, k)] = outcome
+      print(f'{mode} K={k}: ' + ', '.join(
+          f'{m} {outcome.results["methods"][m]["test"]["perplexity"]:.2f}'
+          for m in methods) + ' (adjusted Rand index '
+            f'{outcome.results["groups"]["adjusted_rand_index"]:.3f})',
+            flush=True)
+
+  rows = []
+  for (mode, k), outcome in outcomes.items():
+    control = outcomes.get(('random', k))
+    rows.append({
+        'mode': mode, 'num_groups': k,
+        'adjusted_rand_index': outcome.results['groups'][
+            'adjusted_rand_index'],
+        'perplexity': {m: outcome.results['methods'][m]['test']['perplexity']
+                       for m in methods},
+        'vs_random': {} if control is None or mode == 'random' else {
+            m: paired.difference(outcome.client_sums[m],
+                                 control.client_sums[m],
+                                 seed=base_config.seed) for m in methods},
+        'seconds': outcome.results['seconds']})
+  result = {'dataset': config.dataset, 'group_by': config.group_by,
+            'methods': methods, 'rows': rows,
+            'evaluated_clients': len(next(iter(outcomes.values())
+                                          ).train_tokens),
+            'training': dataclasses.asdict(training_config),
+            'stages': dataclasses.asdict(base_config)}
+  with open(os.path.join(output_dir, 'num_groups.json'), 'w',
+            encoding='utf-8') as f:
+    json.dump(result, f, indent=2)
+    f.write('\n')
+  text = table(rows, methods)
+  with open(os.path.join(output_dir, 'num_groups.md'), 'w',
+            encoding='utf-8') as f:
+    f.write(text)
+  figure(os.path.join(output_dir, 'num_groups.png'), rows, methods)
+  print()
+  print(text)
+  print(f'outputs in {output_dir}/')
+
+
+if __name__ == '__main__':
+  cli.run(main)
