@@ -34,6 +34,10 @@ FINETUNE_LR = flags.DEFINE_float('finetune_learning_rate', 0.1,
 FINETUNE_PATIENCE = flags.DEFINE_integer(
     'finetune_patience', 1, 'Stop fine-tuning a client after this many '
     'epochs without a lower validation loss (0: run every epoch).')
+PRIOR_PRECISION = flags.DEFINE_float(
+    'prior_precision', -1.0, 'groupperfl_prior: precision of the Gaussian '
+    'prior around the group model (its strength); negative: per group by '
+    'empirical Bayes from the tuning clients\' fine-tuning deltas.')
 EVAL_BATCH_SIZE = flags.DEFINE_integer(
     'eval_batch_size', 128, 'Sequences per evaluation batch (speed only: '
     'metrics are sums).')
@@ -88,6 +92,7 @@ def stage_config(**stages) -> methods_lib.StageConfig:
       finetune_epochs=FINETUNE_EPOCHS.value,
       finetune_learning_rate=FINETUNE_LR.value,
       finetune_patience=FINETUNE_PATIENCE.value,
+      prior_precision=PRIOR_PRECISION.value,
       eval_batch_size=EVAL_BATCH_SIZE.value, seed=SEED.value,
       global_rounds=GLOBAL_ROUNDS.value, group_rounds=GROUP_ROUNDS.value,
       tuning_fraction=TUNING_FRACTION.value, split_seed=SPLIT_SEED.value)

@@ -24,6 +24,9 @@ Families:
              `groupperfl`, the same rule for both fine-tuned families. The
              federated stages are trained once and shared by every point
              (`StageTree.with_config`).
+  prior      the precision of groupperfl_prior's Gaussian prior
+             (--prior_precisions; a negative value: empirical Bayes), the
+             other flags fixed; scored by `groupperfl_prior`; trained once.
 Writes <family>_grid.json (every point and its scores), and <family>.flags:
 the given flags with the chosen values, for `--flagfile`.
 """
@@ -42,7 +45,8 @@ from gpfl_tff import experiment
 from gpfl_tff import runtime
 from gpfl_tff.data import datasets
 
-FAMILY = flags.DEFINE_enum('family', 'federated', ['federated', 'finetune'],
+FAMILY = flags.DEFINE_enum('family', 'federated',
+                           ['federated', 'finetune', 'prior'],
                            'Which hyperparameters to sweep.')
 CLIENT_LRS = flags.DEFINE_list('client_learning_rates', ['0.3', '1.0'],
                                'federated: client learning rates.')
@@ -57,10 +61,17 @@ FINETUNE_LRS = flags.DEFINE_list('finetune_learning_rates', ['0.1'],
                                  'finetune: fine-tuning learning rates.')
 FINETUNE_EPOCHS_GRID = flags.DEFINE_list('finetune_epochs_grid', ['3'],
                                          'finetune: most fine-tuning epochs.')
+PRIOR_PRECISIONS = flags.DEFINE_list(
+    'prior_precisions', ['-1', '1000', '10000'],
+    'prior: prior precisions (negative: empirical Bayes).')
 OUTPUT_DIR = flags.DEFINE_string('output_dir', 'results/tune',
                                  'Where the grid and the flag file go.')
 
-_SCORED = {'federated': ('fl', 'groupfl'), 'finetune': ('perfl', 'groupperfl')}
+_SCORED = {'federated': ('fl', 'groupfl'), 'finetune': ('perfl', 'groupperfl'),
+           'prior': ('groupperfl_prior',)}
+# Grid fields of the stage configuration (the others are training fields).
+_STAGE_FIELDS = ('finetune_learning_rate', 'finetune_epochs',
+                 'prior_precision')
 
 
 def _grid() -> list[dict]:
@@ -77,6 +88,8 @@ def _grid() -> list[dict]:
              'server_learning_rate': s}
             for c, (o, s) in itertools.product(floats(CLIENT_LRS.value),
                                                servers)]
+  if FAMILY.value == 'prior':
+    return [{'prior_precision': p} for p in floats(PRIOR_PRECISIONS.value)]
   return [{'finetune_learning_rate': lr, 'finetune_epochs': int(e)}
           for lr, e in itertools.product(floats(FINETUNE_LRS.value),
                                          FINETUNE_EPOCHS_GRID.value)]
@@ -112,13 +125,13 @@ def main(argv):
     for number, point in enumerate(grid, start=1):
       try:
         training_config = common_flags.training_config(
-            **{k: v for k, v in point.items() if not k.startswith('finetune')})
+            **{k: v for k, v in point.items() if k not in _STAGE_FIELDS})
         stage_config = common_flags.stage_config(
             eval_clients='tuning', curve_every=0,
-            **{k: v for k, v in point.items() if k.startswith('finetune')})
+            **{k: v for k, v in point.items() if k in _STAGE_FIELDS})
       except ValueError as e:
         cli.fail(f'grid point {point}: {e}')
-      if FAMILY.value == 'finetune':
+      if FAMILY.value != 'federated':
         # Fine-tuning settings leave the federated stages unchanged: they
         # are trained once, on the first point, and shared.
         tree = (experiment.build_tree(data, preset, training_config,

@@ -125,12 +125,22 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
     small_data = paired.by_data_size(
         client_sums['groupperfl'], client_sums['perfl'], train_tokens,
         data.client_to_group, seed=stage_config.seed)
+  # The hierarchical prior against plain fine-tuning, by client data size.
+  prior_small_data = []
+  if 'groupperfl_prior' in client_sums and 'groupperfl' in client_sums:
+    prior_small_data = paired.by_data_size(
+        client_sums['groupperfl_prior'], client_sums['groupperfl'],
+        train_tokens, data.client_to_group, seed=stage_config.seed)
+  priors = {m: tree.prior_precisions(methods_lib.METHOD_TABLE[m].start)
+            for m in methods if methods_lib.METHOD_TABLE[m].prior}
   curves = tree.curves()
   results = {
       'methods': reports,
       'paired': paired_results,
       'curves': curves,
       'small_data': small_data,
+      'prior_small_data': prior_small_data,
+      'priors': priors,
       'convergence': {stage: summary.convergence(curve)
                       for stage, curve in curves.items()},
       'eval_split': stage_config.eval_split,

@@ -12,6 +12,13 @@
   evaluate     (TF)  weights, data -> OrderedDict(loss_sum, token_count,
                      correct_count) over the counted tokens.
   evaluate_clients  (federated)  weights@SERVER, data@CLIENTS -> sums@CLIENTS.
+  run_prior    (federated)  as `run`, plus prior precision@SERVER: MAP
+                     fine-tuning under a Gaussian prior centred on the
+                     given weights (`fine_tune`, `prior_penalty`).
+  prior_spread (federated)  weights@SERVER, train and validation data
+                     @CLIENTS, epochs, learning rate, patience@SERVER ->
+                     mean over clients of ||tuned - weights||^2 / D@SERVER
+                     (D parameters), for the empirical-Bayes prior.
   run          (federated)  weights@SERVER, train, validation and test data
                      @CLIENTS, epochs, learning rate and patience @SERVER ->
                      OrderedDict(sums..., best_epoch)@CLIENTS: the test sums of
@@ -85,9 +92,38 @@ def _mean_loss(sums):
   return sums['loss_sum'] / tf.maximum(sums['token_count'], 1.0)
 
 
+def prior_prox(weights, center, step):
+  """The proximal step of the prior term (step / 2) ||w - center||^2:
+  argmin_v ||v - w||^2 / 2 + (step / 2) ||v - center||^2, per tensor.
+
+  MAP fine-tuning of a client with n counted train tokens minimizes
+  mean_loss(w) + (precision / (2 n)) ||w - center||^2 (n times this is the
+  negative log posterior under the prior w ~ N(center, I / precision)).
+  Each SGD step on mean_loss with learning rate eta is followed by this
+  proximal step with step = eta * precision / n: proximal gradient descent,
+  whose fixed point is the MAP estimate, and which stays stable however
+  strong the prior (a plain gradient step on the prior term diverges once
+  eta * precision / n > 2). `tests/learning/prior_test.py` checks it against
+  the closed-form posterior mean of a Gaussian hierarchy.
+  """
+  return tuple((w + step * c) / (1.0 + step) for w, c in zip(weights, center))
+
+
+def _token_count(dataset):
+  count = tf.constant(0.0)
+  for batch in iter(dataset):
+    count += tf.reduce_sum(metrics.token_mask(batch['y']))
+  return count
+
+
 def fine_tune(model, weights, train_data, validation_data, epochs,
-              learning_rate, patience):
+              learning_rate, patience, prior_precision=None):
   """Fine-tunes `model` from `weights`; leaves the best epoch's weights in it.
+
+  With `prior_precision` (a float32 scalar), every SGD step is followed by
+  the prior's proximal step (`prior_prox`), centred on the input weights:
+  MAP under a Gaussian prior centred on the start (the group) model. None:
+  plain fine-tuning.
 
   Call inside a tf.function. Returns (best epoch, 0 = the input weights;
   float32 [epochs run + 1] mean validation loss after each epoch).
@@ -101,6 +137,10 @@ def fine_tune(model, weights, train_data, validation_data, epochs,
                                 trainable)
   state = optimizer.initialize(specs)
   best_weights = tf.nest.map_structure(tf.identity, trainable)
+  if prior_precision is not None:
+    center = tuple(tf.identity(v) for v in trainable)
+    prior_step = (learning_rate * prior_precision
+                  / tf.maximum(_token_count(train_data), 1.0))
   best_loss = _mean_loss(dataset_sums(model, validation_data))
   losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
   losses = losses.write(0, best_loss)
@@ -121,6 +161,8 @@ def fine_tune(model, weights, train_data, validation_data, epochs,
           tf.reshape(tf.convert_to_tensor(g), v.shape)
           for g, v in zip(tape.gradient(train_loss, trainable), trainable))
       state, updated = optimizer.next(state, trainable, grads)
+      if prior_precision is not None:
+        updated = prior_prox(updated, center, prior_step)
       _assign(trainable, updated)
     epoch += 1
     loss = _mean_loss(dataset_sums(model, validation_data))
@@ -139,6 +181,8 @@ class LocalStage:
   evaluate: tff.Computation
   evaluate_clients: tff.Computation
   run: tff.Computation
+  run_prior: tff.Computation
+  prior_spread: tff.Computation
 
 
 def build_local_stage(model_fn) -> LocalStage:
@@ -192,6 +236,42 @@ def build_local_stage(model_fn) -> LocalStage:
 
     return tune_and_score()
 
+  @tff.tensorflow.computation(weights_type, data_type, data_type, data_type,
+                              tf.int32, tf.float32, tf.int32, tf.float32)
+  def personalize_prior_and_evaluate(weights, train_data, validation_data,
+                                     test_data, epochs, learning_rate,
+                                     patience, prior_precision):
+    model = model_fn()
+
+    @tf.function
+    def tune_and_score():
+      best_epoch, _ = fine_tune(model, weights, train_data, validation_data,
+                                epochs, learning_rate, patience,
+                                prior_precision)
+      result = dataset_sums(model, test_data)
+      result['best_epoch'] = best_epoch
+      return result
+
+    return tune_and_score()
+
+  @tff.tensorflow.computation(weights_type, data_type, data_type, tf.int32,
+                              tf.float32, tf.int32)
+  def delta_square(weights, train_data, validation_data, epochs,
+                   learning_rate, patience):
+    model = model_fn()
+
+    @tf.function
+    def tune_and_measure():
+      fine_tune(model, weights, train_data, validation_data, epochs,
+                learning_rate, patience)
+      tuned = tff.learning.models.ModelWeights.from_model(model).trainable
+      squares = tf.add_n([tf.reduce_sum(tf.square(t - w))
+                          for t, w in zip(tuned, weights.trainable)])
+      size = sum(int(np.prod(w.shape)) for w in weights.trainable)
+      return squares / float(size)
+
+    return tune_and_measure()
+
   @tff.federated_computation(
       tff.FederatedType(weights_type, tff.SERVER),
       tff.FederatedType(data_type, tff.CLIENTS),
@@ -209,6 +289,41 @@ def build_local_stage(model_fn) -> LocalStage:
          tff.federated_broadcast(learning_rate),
          tff.federated_broadcast(patience)))
 
+  @tff.federated_computation(
+      tff.FederatedType(weights_type, tff.SERVER),
+      tff.FederatedType(data_type, tff.CLIENTS),
+      tff.FederatedType(data_type, tff.CLIENTS),
+      tff.FederatedType(data_type, tff.CLIENTS),
+      tff.FederatedType(np.int32, tff.SERVER),
+      tff.FederatedType(np.float32, tff.SERVER),
+      tff.FederatedType(np.int32, tff.SERVER),
+      tff.FederatedType(np.float32, tff.SERVER))
+  def run_prior(weights, train_data, validation_data, test_data, epochs,
+                learning_rate, patience, prior_precision):
+    return tff.federated_map(
+        personalize_prior_and_evaluate,
+        (tff.federated_broadcast(weights), train_data, validation_data,
+         test_data, tff.federated_broadcast(epochs),
+         tff.federated_broadcast(learning_rate),
+         tff.federated_broadcast(patience),
+         tff.federated_broadcast(prior_precision)))
+
+  @tff.federated_computation(
+      tff.FederatedType(weights_type, tff.SERVER),
+      tff.FederatedType(data_type, tff.CLIENTS),
+      tff.FederatedType(data_type, tff.CLIENTS),
+      tff.FederatedType(np.int32, tff.SERVER),
+      tff.FederatedType(np.float32, tff.SERVER),
+      tff.FederatedType(np.int32, tff.SERVER))
+  def prior_spread(weights, train_data, validation_data, epochs,
+                   learning_rate, patience):
+    return tff.federated_mean(tff.federated_map(
+        delta_square,
+        (tff.federated_broadcast(weights), train_data, validation_data,
+         tff.federated_broadcast(epochs),
+         tff.federated_broadcast(learning_rate),
+         tff.federated_broadcast(patience))))
+
   @tff.federated_computation(tff.FederatedType(weights_type, tff.SERVER),
                              tff.FederatedType(data_type, tff.CLIENTS))
   def evaluate_clients(weights, data):
@@ -216,4 +331,5 @@ def build_local_stage(model_fn) -> LocalStage:
                              (tff.federated_broadcast(weights), data))
 
   return LocalStage(personalize=personalize, evaluate=evaluate,
-                    evaluate_clients=evaluate_clients, run=run)
+                    evaluate_clients=evaluate_clients, run=run,
+                    run_prior=run_prior, prior_spread=prior_spread)

@@ -93,13 +93,30 @@ class Method:
 
   start: `initial`, a stage of STAGE_TABLE, or for reference rows
   `unigram` / `group_unigram`.
+  prior: fine-tune under a Gaussian prior centred on the start model, its
+    precision per group by empirical Bayes (`StageTree.prior_precisions`).
   """
   start: str
   finetune: bool = False
+  prior: bool = False
 
   @property
   def reference(self) -> bool:
     return self.start in ('unigram', 'group_unigram')
+
+  @property
+  def evaluation(self) -> str:
+    """The name of its evaluation in the tree (shared by equal methods)."""
+    if self.reference or not self.finetune:
+      return f'eval/{self.start}'
+    return f'local_prior/{self.start}' if self.prior else f'local/{self.start}'
+
+  @property
+  def label(self) -> str:
+    """Its evaluation's progress label."""
+    if not self.finetune:
+      return f'eval {self.start}'
+    return f'eval {self.start} + local' + (' (prior)' if self.prior else '')
 
 
 METHOD_TABLE = {
@@ -112,6 +129,7 @@ METHOD_TABLE = {
     'perfl': Method('global', finetune=True),
     'groupfl': Method('group'),
     'groupperfl': Method('group', finetune=True),
+    'groupperfl_prior': Method('group', finetune=True, prior=True),
     'group_only': Method('group_only'),
     'unigram': Method('unigram'),
     'group_unigram': Method('group_unigram'),
@@ -144,6 +162,7 @@ class StageConfig:
   curve_clients: int = 50
   groups: str = 'given'
   num_groups: int = 0
+  prior_precision: float = -1.0
 
   def __post_init__(self):
     if self.eval_split not in ('validation', 'test'):
@@ -554,15 +573,18 @@ class StageTree:
                                        self.batches.arrays(split, client)['y'])
     return results
 
-  def _evaluate_start(self, start: str, finetune: bool) -> dict:
-    """client -> test sums of the weights of `start`, fine-tuned or not."""
+  def _evaluate_start(self, spec: Method) -> dict:
+    """client -> test sums of the weights of `spec.start`, fine-tuned or not
+    (under the prior if `spec.prior`)."""
+    start, finetune = spec.start, spec.finetune
     split = self.config.eval_split
     epochs = self.config.finetune_epochs if finetune else 0
     eval_batch = self.config.eval_batch_size
     results = {}
     total = sum(len(c) for c in self.eval_clients.values())
-    label = self._eval_label(start, finetune)
+    label = spec.label
     weights_by_group = self._weights_by_group(start)  # May train stages.
+    precisions = self.prior_precisions(start) if spec.prior else None
     self.on_progress(label, 0, total)
     # Chunks of the evaluated clients that share a model (a group's).
     by_group = {}
@@ -583,10 +605,14 @@ class StageTree:
         validation = [self.batches.dataset('validation', c,
                                            batch_size=eval_batch)
                       for c in chunk]
-        sums = self.local_stage.run(
-            weights, train, validation, scored, np.int32(epochs),
-            np.float32(self.config.finetune_learning_rate),
-            np.int32(self.config.finetune_patience))
+        args = (weights, train, validation, scored, np.int32(epochs),
+                np.float32(self.config.finetune_learning_rate),
+                np.int32(self.config.finetune_patience))
+        if precisions is None:
+          sums = self.local_stage.run(*args)
+        else:
+          sums = self.local_stage.run_prior(
+              *args, np.float32(precisions[group]['precision']))
       else:
         sums = self.local_stage.evaluate_clients(weights, scored)
       # Plain Python numbers: the same whether computed or resumed.
@@ -615,15 +641,12 @@ class StageTree:
       # loaded (from their checkpoints) so that their records and curves are
       # in `history`, as in a run never stopped.
       self._weights_by_group(spec.start)
-    name = (f'local/{spec.start}' if spec.finetune else f'eval/{spec.start}')
-    return self._stage(name, lambda: self._evaluate_start(spec.start,
-                                                          spec.finetune))
+    return self._stage(spec.evaluation, lambda: self._evaluate_start(spec))
 
   def stages_of(self, method: str) -> list[str]:
     """Names of the stages `method` depends on, for timing reports."""
     spec = METHOD_TABLE[method]
-    last = f'local/{spec.start}' if spec.finetune else f'eval/{spec.start}'
-    return self.path(spec.start) + [last]
+    return self.path(spec.start) + [spec.evaluation]
 
   def budget(self, method: str) -> dict:
     """Rounds on the method's path, client updates, and fine-tuning."""
@@ -671,10 +694,47 @@ class StageTree:
           plan[stage] = (rounds, self.client_updates(stage) * epochs)
       # Evaluation costs about a third of a training epoch.
       per_client = (self.config.finetune_epochs + 1 if spec.finetune else 0.3)
-      plan[self._eval_label(spec.start, spec.finetune)] = (
-          evaluated, evaluated * per_client)
+      plan[spec.label] = (evaluated, evaluated * per_client)
     return plan
 
-  @staticmethod
-  def _eval_label(start: str, finetune: bool) -> str:
-    return f'eval {start}' + (' + local' if finetune else '')
+  def prior_precisions(self, start: str) -> dict:
+    """group -> {'precision', 'spread', 'clients'} of the Gaussian prior
+    around the group's model of `start`: `config.prior_precision` if it is
+    not negative (a value tuned on tuning clients), else by empirical Bayes:
+
+    The prior w_client ~ N(w_group, tau^2 I) has tau^2 estimated as the
+    mean over the group's tuning clients (never reported) of
+    ||w_tuned - w_group||^2 / D, where w_tuned is plain fine-tuning (the
+    same epochs, learning rate and patience) and D the number of parameters
+    (`local_stage.prior_spread`, a federated mean); precision = 1 / tau^2.
+    Fine-tuning stops early, so tau^2 is underestimated and the prior leans
+    to the strong side. A group without tuning clients gets precision 0
+    (plain fine-tuning).
+    """
+    def estimate():
+      if self.config.prior_precision >= 0:
+        return {group: {'precision': self.config.prior_precision,
+                        'spread': 0.0, 'clients': 0.0}
+                for group in self._weights_by_group(start)}
+      tuning, _ = split_clients(self.data, self.config.tuning_fraction,
+                                self.config.split_seed)
+      tuning_clients = {c for clients in tuning.values() for c in clients}
+      weights_by_group = self._weights_by_group(start)
+      result = {}
+      for group, weights in weights_by_group.items():
+        clients = [c for c in self.clients_of(group) if c in tuning_clients]
+        spread = 0.0
+        if clients:
+          spread = float(self.local_stage.prior_spread(
+              weights, [self.batches.dataset('train', c) for c in clients],
+              [self.batches.dataset('validation', c,
+                                    batch_size=self.config.eval_batch_size)
+               for c in clients],
+              np.int32(self.config.finetune_epochs),
+              np.float32(self.config.finetune_learning_rate),
+              np.int32(self.config.finetune_patience)))
+        result[group] = {'precision': 1.0 / spread if spread > 0 else 0.0,
+                         'spread': spread, 'clients': float(len(clients))}
+      return result
+
+    return self._stage(f'prior/{start}', estimate)
