@@ -61,6 +61,10 @@ GROUPS = flags.DEFINE_enum(
 NUM_GROUPS = flags.DEFINE_integer(
     'num_groups', 0, 'inferred or random: how many groups (0: as many as '
     'the data gives).')
+UNSEEN_FRACTION = flags.DEFINE_float(
+    'unseen_fraction', 0.0, 'Share of each group\'s clients (drawn from its '
+    'report clients by --split_seed) held out of every training stage, then '
+    'personalized from their group\'s model and reported apart ("unseen").')
 EVAL_CLIENTS_PER_GROUP = flags.DEFINE_integer(
     'eval_clients_per_group', 0, 'Evaluate every method on the same seeded '
     'sample of this many clients per group (0: every client).')
@@ -169,7 +173,8 @@ def main(argv):
         eval_clients=EVAL_CLIENTS.value, curve_every=CURVE_EVERY.value,
         curve_clients=CURVE_CLIENTS.value,
         eval_clients_per_group=EVAL_CLIENTS_PER_GROUP.value,
-        groups=GROUPS.value, num_groups=NUM_GROUPS.value)
+        groups=GROUPS.value, num_groups=NUM_GROUPS.value,
+        unseen_fraction=UNSEEN_FRACTION.value)
   except ValueError as e:
     cli.fail(str(e))
 

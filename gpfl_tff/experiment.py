@@ -99,9 +99,16 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
     tree.on_record = on_record
   build_seconds = time.time() - start
 
-  client_sums = {m: tree.evaluate(m) for m in methods}
+  all_sums = {m: tree.evaluate(m) for m in methods}
+  # Seen clients are the main report; unseen ones (held out of training,
+  # `methods.unseen_clients`) are reported apart.
+  client_sums = {m: {c: v for c, v in sums.items() if c not in tree.unseen}
+                 for m, sums in all_sums.items()}
+  unseen_sums = {m: {c: v for c, v in sums.items() if c in tree.unseen}
+                 for m, sums in all_sums.items()}
   train_tokens = {c: client_batches.token_count('train', c)
-                  for clients in tree.eval_clients.values() for c in clients}
+                  for clients in tree.eval_clients.values() for c in clients
+                  if c not in tree.unseen}
   reference = None
   if 'fl' in client_sums:
     reference = {c: summary.perplexity(s) for c, s in client_sums['fl'].items()}
@@ -133,6 +140,24 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
         train_tokens, data.client_to_group, seed=stage_config.seed)
   priors = {m: tree.prior_precisions(methods_lib.METHOD_TABLE[m].start)
             for m in methods if methods_lib.METHOD_TABLE[m].prior}
+  unseen = {}
+  if tree.unseen:
+    unseen_tokens = {c: client_batches.token_count('train', c)
+                     for c in next(iter(unseen_sums.values()), {})}
+    unseen = {
+        'clients': len(unseen_tokens),
+        'methods': {m: summary.summarize(sums, data.client_to_group,
+                                         unseen_tokens)
+                    for m, sums in unseen_sums.items()},
+        # The group's model against the global one, and every method
+        # against groupperfl, on the unseen clients.
+        'paired': {f'{a} - {b}': paired.difference(
+            unseen_sums[a], unseen_sums[b], seed=stage_config.seed)
+                   for a, b in (('groupfl', 'fl'), ('groupperfl', 'perfl'),
+                                ('groupperfl_prior', 'perfl'))
+                   + tuple(('groupperfl', m) for m in methods
+                           if m != 'groupperfl')
+                   if a in unseen_sums and b in unseen_sums}}
   curves = tree.curves()
   results = {
       'methods': reports,
@@ -140,6 +165,7 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
       'curves': curves,
       'small_data': small_data,
       'prior_small_data': prior_small_data,
+      'unseen': unseen,
       'priors': priors,
       'convergence': {stage: summary.convergence(curve)
                       for stage, curve in curves.items()},

@@ -169,8 +169,11 @@ def build_kmeans(num_groups: int, dimension: int) -> KMeans:
 
 
 def kmeans(vectors: Sequence[np.ndarray], num_groups: int, seed,
-           iterations: int = 20, restarts: int = 3) -> list[int]:
-  """Each vector's cluster, by `build_kmeans` steps from seeded starts.
+           iterations: int = 20, restarts: int = 3,
+           new_vectors: Sequence[np.ndarray] = ()
+           ) -> tuple[list[int], list[int]]:
+  """Each vector's cluster, by `build_kmeans` steps from seeded starts, and
+  the nearest cluster of each of `new_vectors` (which do not move them).
 
   A start is `num_groups` distinct clients' vectors. The vectors stand for
   client-held values: in simulation they are passed to each computation
@@ -194,25 +197,35 @@ def kmeans(vectors: Sequence[np.ndarray], num_groups: int, seed,
     _, _, distance = computations.step(centroids, vectors)
     if distance < best_distance:
       best, best_distance = centroids, distance
-  return [int(i) for i in computations.assign(best, vectors)]
+  assigned = [int(i) for i in computations.assign(best, vectors)]
+  new = ([int(i) for i in computations.assign(
+      best, [np.asarray(v, np.float32) for v in new_vectors])]
+         if len(new_vectors) else [])
+  return assigned, new
 
 
 def infer_grouping(statistics: tff.Computation, weights,
                    datasets: Callable[[str], tf.data.Dataset],
                    client_ids: Sequence[str], num_groups: int, seed,
-                   map_fn=None, chunk: int = 100) -> dict[str, str]:
+                   map_fn=None, chunk: int = 100,
+                   new_clients: Sequence[str] = ()) -> dict[str, str]:
   """client -> inferred group (`cluster<k>`), see the module doc.
+
+  `new_clients` (clients held out of training) are not clustered: each is
+  given the nearest cluster, from its own statistics.
 
   statistics: `build_statistics(model_fn)`; weights: the global model's;
   datasets: a client's train dataset; map_fn(fn, items) may run the chunks
   of clients concurrently (`runtime.Workers.map`).
   """
-  client_ids = list(client_ids)
-  chunks = [client_ids[i:i + chunk] for i in range(0, len(client_ids), chunk)]
+  everyone = list(client_ids) + list(new_clients)
+  chunks = [everyone[i:i + chunk] for i in range(0, len(everyone), chunk)]
   map_fn = map_fn or (lambda fn, items: [fn(item) for item in items])
   vectors = [v for part in map_fn(
       lambda ids: statistics(weights, [datasets(c) for c in ids]), chunks)
              for v in part]
-  clusters = kmeans(vectors, num_groups, seed)
+  seen = len(client_ids)
+  clusters, new = kmeans(vectors[:seen], num_groups, seed,
+                         new_vectors=vectors[seen:])
   return {client: group_name('cluster', k, num_groups)
-          for client, k in zip(client_ids, clusters)}
+          for client, k in zip(everyone, clusters + new)}

@@ -137,6 +137,7 @@ METHOD_TABLE = {
 METHODS = tuple(METHOD_TABLE)
 _EVAL_SEED = 5
 _GROUPING_SEED = 8
+_UNSEEN_SEED = 9
 _SPLIT_SEED = 7
 EVAL_CLIENTS = ('report', 'tuning', 'all')
 
@@ -163,6 +164,7 @@ class StageConfig:
   groups: str = 'given'
   num_groups: int = 0
   prior_precision: float = -1.0
+  unseen_fraction: float = 0.0
 
   def __post_init__(self):
     if self.eval_split not in ('validation', 'test'):
@@ -177,6 +179,9 @@ class StageConfig:
     if self.groups == 'given' and self.num_groups:
       raise ValueError('num_groups applies to inferred or random groups '
                        '(given groups are as many as the data has)')
+    if not 0.0 <= self.unseen_fraction < 1.0:
+      raise ValueError('unseen_fraction must be in [0, 1), got '
+                       f'{self.unseen_fraction}')
     if not 0.0 <= self.tuning_fraction < 1.0:
       raise ValueError('tuning_fraction must be in [0, 1), got '
                        f'{self.tuning_fraction}')
@@ -210,6 +215,24 @@ def split_clients(data, tuning_fraction: float, split_seed: int
     tuning[group] = sorted(picked)
     report[group] = [c for c in clients if c not in picked]
   return tuning, report
+
+
+def unseen_clients(data, report: dict[str, list[str]], unseen_fraction: float,
+                   split_seed: int) -> set[str]:
+  """Clients held out of every training stage: round(unseen_fraction * n)
+  of each group's n clients, drawn from its report clients by `split_seed`.
+
+  They are still personalized (from the model of their group) and scored,
+  apart from the seen clients: clients that join after training.
+  """
+  unseen = set()
+  for index, group in enumerate(data.groups):
+    count = min(round(unseen_fraction * len(data.clients_in_group(group))),
+                len(report[group]))
+    order = np.random.default_rng([split_seed, _UNSEEN_SEED, index]
+                                  ).permutation(len(report[group]))
+    unseen.update(report[group][i] for i in order[:count])
+  return unseen
 
 
 def check_methods(methods: Sequence[str]) -> list[str]:
@@ -262,6 +285,13 @@ class StageTree:
     self.history = {}
     self.seconds = {}
     self.groups_kept_start = []
+    _, report = split_clients(self.data, config.tuning_fraction,
+                              config.split_seed)
+    # Held out of every training stage (`unseen_clients`).
+    self.unseen = unseen_clients(self.data, report, config.unseen_fraction,
+                                 config.split_seed)
+    self.training_clients = [c for c in self.data.client_ids
+                             if c not in self.unseen]
     self.eval_clients = self._sample_eval_clients()
     # () -> `grouping.build_statistics` of the model, for inferred groups
     # (set by `experiment.build_tree`); built on first use.
@@ -271,7 +301,8 @@ class StageTree:
 
   # StageConfig fields that the federated stages depend on.
   _TRAINING_FIELDS = ('global_rounds', 'group_rounds', 'min_group_clients',
-                      'seed', 'curve_every', 'curve_clients', 'split_seed')
+                      'seed', 'curve_every', 'curve_clients', 'split_seed',
+                      'unseen_fraction', 'tuning_fraction')
   # Fields only the per-group stages depend on.
   _GROUPING_FIELDS = ('groups', 'num_groups')
 
@@ -308,7 +339,11 @@ class StageTree:
     return tree
 
   def _sample_eval_clients(self) -> dict[str, list[str]]:
-    """group -> its evaluated clients (sorted); see `split_clients`."""
+    """group -> its evaluated clients (sorted); see `split_clients`.
+
+    With `eval_clients_per_group` = K, K seen clients are sampled; unseen
+    clients (`unseen_clients`) are all scored, after them.
+    """
     tuning, report = split_clients(self.data, self.config.tuning_fraction,
                                    self.config.split_seed)
     role = self.config.eval_clients
@@ -317,13 +352,15 @@ class StageTree:
     for index, group in enumerate(self.data.groups):
       clients = sorted((tuning[group] if role != 'report' else [])
                        + (report[group] if role != 'tuning' else []))
+      unseen = [c for c in clients if c in self.unseen]
+      clients = [c for c in clients if c not in self.unseen]
       if per_group > 0:
         # Seeded by the split seed, not the run seed: every seed and every
         # method scores the same clients.
         rng = np.random.default_rng([self.config.split_seed, _EVAL_SEED,
                                      index])
         clients = data_source.sample_clients(rng, clients, per_group)
-      chosen[group] = clients
+      chosen[group] = clients + unseen
     return chosen
 
   def _stage(self, name: str, compute):
@@ -439,8 +476,9 @@ class StageTree:
           self.statistics = self.build_statistics()
         self._grouping = grouping.infer_grouping(
             self.statistics, self.weights('global'),
-            lambda c: self.batches.dataset('train', c), self.data.client_ids,
-            self._num_groups(), seed, self.map, self.config.eval_chunk)
+            lambda c: self.batches.dataset('train', c), self.training_clients,
+            self._num_groups(), seed, self.map, self.config.eval_chunk,
+            new_clients=sorted(self.unseen))
     return self._grouping
 
   def groups(self) -> list[str]:
@@ -448,7 +486,8 @@ class StageTree:
     return sorted(set(self.grouping.values()))
 
   def clients_of(self, group: str) -> list[str]:
-    return [c for c in self.data.client_ids if self.grouping[c] == group]
+    """The training (seen) clients of `group`."""
+    return [c for c in self.training_clients if self.grouping[c] == group]
 
   def grouping_report(self) -> dict:
     """mode, number of groups, and the adjusted Rand index against the
@@ -475,7 +514,8 @@ class StageTree:
       return rule(self.config)
     # fl_compute: as many client updates as all group stages together.
     updates = self.client_updates('group')
-    return math.ceil(updates / self._updates_per_round(len(self.data.client_ids)))
+    return math.ceil(updates / self._updates_per_round(
+        len(self.training_clients)))
 
   def client_updates(self, stage: str) -> int:
     """Client updates (local trainings) of one stage, all groups together."""
@@ -483,7 +523,7 @@ class StageTree:
       return sum(self._rounds(stage) * self._updates_per_round(
           len(self.clients_of(g))) for g in self._trained_groups())
     return self._rounds(stage) * self._updates_per_round(
-        len(self.data.client_ids))
+        len(self.training_clients))
 
   def path(self, start: str) -> list[str]:
     """The federated stages that lead to `start`, first to last."""
@@ -501,7 +541,7 @@ class StageTree:
     else:
       parent = self._state(spec.parent)
     return self._stage(stage, lambda: self._train(
-        stage, parent, self._clients(stage, self.data.client_ids),
+        stage, parent, self._clients(stage, self.training_clients),
         self._rounds(stage)))
 
   def weights(self, start: str):
@@ -565,7 +605,7 @@ class StageTree:
         key = self.grouping[client] if start == 'group_unigram' else None
         if key not in fitted:
           owners = (self.clients_of(key) if key is not None
-                    else self.data.client_ids)
+                    else self.training_clients)
           fitted[key] = unigram.fit(
               (self.batches.arrays('train', c)['y'] for c in owners),
               num_tokens)

@@ -54,10 +54,12 @@ class KMeansTest(tf.test.TestCase):
     labels = np.repeat([0, 1, 2], 8)
     vectors = [centers[l] + 0.05 * rng.normal(size=6) for l in labels]
     with runtime.local_runtime():
-      found = grouping.kmeans(vectors, 3, seed=1)
+      found, new = grouping.kmeans(vectors, 3, seed=1,
+                                   new_vectors=[centers[2] + 0.01])
       with self.assertRaisesRegex(ValueError, 'cannot make 30 groups'):
         grouping.kmeans(vectors, 30, seed=1)
     self.assertAlmostEqual(grouping.adjusted_rand_index(labels, found), 1.0)
+    self.assertEqual(new, [found[-1]])  # Nearest the third cluster.
 
 
 class InferredGroupsTest(tf.test.TestCase):
@@ -102,6 +104,44 @@ class InferredGroupsTest(tf.test.TestCase):
                   for m, o in self.outcomes.items()}
     self.assertAlmostEqual(perplexity['inferred'], perplexity['given'])
     self.assertGreater(perplexity['random'], perplexity['given'])
+
+  def test_unseen_clients_are_left_out_of_training_and_reported_apart(self):
+    config = methods.StageConfig(
+        global_rounds=3, group_rounds=2, finetune_epochs=0,
+        eval_clients='all', curve_every=0, groups='inferred',
+        unseen_fraction=0.25)
+    sampled = []
+    with runtime.local_runtime():
+      tree = experiment.build_tree(self.data, synthetic.TINY,
+                                   training.TrainingConfig(
+                                       clients_per_round=3, batch_size=4),
+                                   config)
+      original = tree.batches.dataset
+
+      def dataset(split, client, *args, **kwargs):
+        if split == 'train':
+          sampled.append(client)
+        return original(split, client, *args, **kwargs)
+
+      tree.batches.dataset = dataset
+      outcome = experiment.run(
+          self.data, synthetic.TINY, tree.training_config, config,
+          ['fl', 'groupfl', 'group_unigram'], tree=tree)
+    # One of each group's 4, 4 and 3 clients (round(0.25 * n)).
+    self.assertLen(tree.unseen, 3)
+    self.assertEqual(
+        sorted(self.data.client_to_group[c] for c in tree.unseen),
+        ['a', 'b', 'c'])
+    self.assertEqual(outcome.results['unseen']['clients'], 3)
+    self.assertEqual(outcome.results['evaluated_clients'], 8)
+    # Unseen clients got a group (the nearest cluster) ...
+    self.assertAlmostEqual(
+        outcome.results['groups']['adjusted_rand_index'], 1.0)
+    # ... but trained nothing: their train splits were read only for their
+    # statistics (one dataset each) and for fine-tuning (none here).
+    for client in tree.unseen:
+      self.assertEqual(sampled.count(client), 1, client)
+    self.assertIn('groupfl - fl', outcome.results['unseen']['paired'])
 
   def test_given_groups_take_no_num_groups(self):
     with self.assertRaisesRegex(ValueError, 'num_groups applies'):
