@@ -67,9 +67,9 @@ def _timed(runs, reps):
   return seconds, results
 
 
-def _check_close(first, second):
+def _check_close(first, second, atol):
   for a, b in zip(first, second):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=atol)
 
 
 def main(argv):
@@ -99,7 +99,7 @@ def main(argv):
                                           REPS.value)
   for group in data.groups:
     _check_close(group_weights['1'][group].trainable,
-                 group_weights[str(n)][group].trainable)
+                 group_weights[str(n)][group].trainable, atol=1e-6)
 
   # The global stage: each round on one worker, or its clients split over n.
   with runtime.local_runtime(n, split_rounds=True) as workers:
@@ -110,8 +110,11 @@ def main(argv):
         (str(n), lambda: _tree(base, training_config, global_config,
                                run_round=workers.run_round
                                ).weights('global'))], REPS.value)
+  # Split rounds sum client updates in another order; an adaptive server
+  # optimizer amplifies the rounding (measured: 1e-5 after 10 FedAdam
+  # rounds on Shakespeare).
   _check_close(global_weights['1'].trainable,
-               global_weights[str(n)].trainable)
+               global_weights[str(n)].trainable, atol=1e-4)
 
   result = {
       'dataset': config.dataset, 'group_by': config.group_by,

@@ -102,8 +102,9 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
   all_sums = {m: tree.evaluate(m) for m in methods}
   # Seen clients are the main report; unseen ones (held out of training,
   # `methods.unseen_clients`) are reported apart.
-  client_sums = {m: {c: v for c, v in sums.items() if c not in tree.unseen}
-                 for m, sums in all_sums.items()}
+  client_sums = all_sums if not tree.unseen else {
+      m: {c: v for c, v in sums.items() if c not in tree.unseen}
+      for m, sums in all_sums.items()}
   unseen_sums = {m: {c: v for c, v in sums.items() if c in tree.unseen}
                  for m, sums in all_sums.items()}
   train_tokens = {c: client_batches.token_count('train', c)
