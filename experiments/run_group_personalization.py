@@ -61,6 +61,11 @@ GROUPS = flags.DEFINE_enum(
 NUM_GROUPS = flags.DEFINE_integer(
     'num_groups', 0, 'inferred or random: how many groups (0: as many as '
     'the data gives).')
+SUBGROUPS = flags.DEFINE_enum(
+    'subgroups', 'none', ['none', 'client_prefix'], 'A third level of the '
+    'hierarchy (global -> group -> subgroup -> client) for the subgroupfl and '
+    'subgroupperfl methods: client_prefix = the part of a client id before '
+    'its first "/" (Shakespeare: the play; each within a genre).')
 UNSEEN_FRACTION = flags.DEFINE_float(
     'unseen_fraction', 0.0, 'Share of each group\'s clients (drawn from its '
     'report clients by --split_seed) held out of every training stage, then '
@@ -89,11 +94,19 @@ OUTPUT_DIR = flags.DEFINE_string(
     '<group_by>-seed<seed>).')
 
 
-def parse_methods(value: str) -> list[str]:
+def parse_methods(value: str, subgroups: bool) -> list[str]:
+  """The methods of --methods; `all` leaves out the subgroup methods unless
+  there are subgroups."""
   if value == 'all':
-    return list(methods_lib.METHODS)
-  return methods_lib.check_methods([m.strip() for m in value.split(',')
-                                    if m.strip()])
+    return [m for m in methods_lib.METHODS
+            if subgroups or not methods_lib.needs_subgroups(m)]
+  methods = methods_lib.check_methods([m.strip() for m in value.split(',')
+                                       if m.strip()])
+  if not subgroups:
+    missing = [m for m in methods if methods_lib.needs_subgroups(m)]
+    if missing:
+      raise ValueError(f'{", ".join(missing)} need --subgroups')
+  return methods
 
 
 class _Stopped(Exception):
@@ -166,7 +179,7 @@ def main(argv):
   del argv
   preset = common_flags.preset()
   try:
-    methods = parse_methods(METHODS.value)
+    methods = parse_methods(METHODS.value, SUBGROUPS.value != 'none')
     training_config = common_flags.training_config()
     stage_config = common_flags.stage_config(
         min_group_clients=MIN_GROUP_CLIENTS.value, eval_split=EVAL_SPLIT.value,
@@ -190,6 +203,9 @@ def main(argv):
         f"{data.stats['num_clients']} clients, {len(data.groups)} groups; "
         f'methods: {", ".join(methods)}', flush=True)
 
+  subgrouping = None
+  if SUBGROUPS.value == 'client_prefix':
+    subgrouping = {c: c.split('/')[0] for c in data.client_ids}
   os.makedirs(output_dir, exist_ok=True)
   bars = []
 
@@ -230,7 +246,8 @@ def main(argv):
                                methods, make_progress=make_progress,
                                on_record=releaser, store=store,
                                map_fn=workers.map,
-                               run_round=workers.run_round)
+                               run_round=workers.run_round,
+                               subgrouping=subgrouping)
     except (checkpoints.CheckpointError, runtime.WorkerError) as e:
       for bar in bars:  # Ends the bars' line before the error line.
         bar.close()

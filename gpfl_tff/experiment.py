@@ -64,7 +64,8 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
         tree: methods_lib.StageTree | None = None,
         store: checkpoints.RunStore | None = None,
         map_fn: Callable[[Callable, Sequence], list] | None = None,
-        run_round: Callable | None = None) -> Outcome:
+        run_round: Callable | None = None,
+        subgrouping: dict[str, str] | None = None) -> Outcome:
   """Trains the stages the `methods` need and evaluates every client.
 
   `make_progress`, given the plan of the run (`StageTree.plan`), returns the
@@ -80,6 +81,8 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
   clients), e.g. `runtime.Workers.map` over several TFF workers; the results
   are the same either way. `run_round(process, state, datasets)` runs each
   training round (e.g. `runtime.Workers.run_round`, split over workers).
+  `subgrouping` (client -> subgroup) enables the hierarchy's third level
+  (the subgroup methods).
   """
   methods = methods_lib.check_methods(methods)
   start = time.time()
@@ -93,6 +96,8 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
     tree.map = map_fn
   if run_round is not None:
     tree.run_round = run_round
+  if subgrouping is not None:
+    tree.subgrouping = subgrouping
   if make_progress is not None:
     tree.on_progress = make_progress(tree.plan(methods))
   if on_record is not None:

@@ -84,6 +84,9 @@ STAGE_TABLE = {
     'group': Stage('global', True, lambda c: c.group_rounds, seed=3),
     'group_only': Stage('initial', True,
                         lambda c: c.global_rounds + c.group_rounds, seed=4),
+    # The hierarchy's third level: per subgroup (`StageTree.subgrouping`,
+    # say the play within a genre), from its parent group's model.
+    'subgroup': Stage('group', True, lambda c: c.group_rounds, seed=10),
 }
 
 
@@ -131,6 +134,8 @@ METHOD_TABLE = {
     'groupperfl': Method('group', finetune=True),
     'groupperfl_prior': Method('group', finetune=True, prior=True),
     'group_only': Method('group_only'),
+    'subgroupfl': Method('subgroup'),
+    'subgroupperfl': Method('subgroup', finetune=True),
     'unigram': Method('unigram'),
     'group_unigram': Method('group_unigram'),
 }
@@ -235,6 +240,17 @@ def unseen_clients(data, report: dict[str, list[str]], unseen_fraction: float,
   return unseen
 
 
+def needs_subgroups(method: str) -> bool:
+  """Whether `method`'s path has the subgroup stage (it then needs
+  `StageTree.subgrouping`)."""
+  start = METHOD_TABLE[method].start
+  while start in STAGE_TABLE:
+    if start == 'subgroup':
+      return True
+    start = STAGE_TABLE[start].parent
+  return False
+
+
 def check_methods(methods: Sequence[str]) -> list[str]:
   unknown = [m for m in methods if m not in METHOD_TABLE]
   if unknown or not methods:
@@ -298,6 +314,9 @@ class StageTree:
     self.build_statistics = None
     self.statistics = None
     self._grouping = None
+    # client -> subgroup, nested in the groups (every client of a subgroup
+    # in one group), for the `subgroup` stage; None: no such stage.
+    self.subgrouping = None
 
   # StageConfig fields that the federated stages depend on.
   _TRAINING_FIELDS = ('global_rounds', 'group_rounds', 'min_group_clients',
@@ -481,13 +500,30 @@ class StageTree:
             new_clients=sorted(self.unseen))
     return self._grouping
 
-  def groups(self) -> list[str]:
-    """The groups of `grouping`, sorted."""
-    return sorted(set(self.grouping.values()))
+  def grouping_of(self, stage: str) -> dict[str, str]:
+    """client -> its group in a per-group stage (`subgrouping` for the
+    subgroup stage, else `grouping`)."""
+    if stage != 'subgroup':
+      return self.grouping
+    if self.subgrouping is None:
+      raise ValueError('the subgroup stage needs StageTree.subgrouping '
+                       '(client -> subgroup)')
+    return self.subgrouping
 
-  def clients_of(self, group: str) -> list[str]:
-    """The training (seen) clients of `group`."""
-    return [c for c in self.training_clients if self.grouping[c] == group]
+  def groups(self, stage: str = 'group') -> list[str]:
+    """The groups of a per-group stage, sorted."""
+    return sorted(set(self.grouping_of(stage).values()))
+
+  def clients_of(self, group: str, stage: str = 'group') -> list[str]:
+    """The training (seen) clients of `group` in a per-group stage."""
+    mapping = self.grouping_of(stage)
+    return [c for c in self.training_clients if mapping[c] == group]
+
+  def _parent_group(self, subgroup: str) -> str:
+    """The group that holds most clients of `subgroup`."""
+    members = [self.grouping[c] for c, s in self.subgrouping.items()
+               if s == subgroup]
+    return max(sorted(set(members)), key=members.count)
 
   def grouping_report(self) -> dict:
     """mode, number of groups, and the adjusted Rand index against the
@@ -500,8 +536,8 @@ class StageTree:
 
   # Federated stages -----------------------------------------------------
 
-  def _trained_groups(self) -> list[str]:
-    return [g for g in self.groups() if len(self.clients_of(g))
+  def _trained_groups(self, stage: str = 'group') -> list[str]:
+    return [g for g in self.groups(stage) if len(self.clients_of(g, stage))
             >= self.config.min_group_clients]
 
   def _updates_per_round(self, clients: int) -> int:
@@ -521,7 +557,7 @@ class StageTree:
     """Client updates (local trainings) of one stage, all groups together."""
     if STAGE_TABLE[stage].per_group:
       return sum(self._rounds(stage) * self._updates_per_round(
-          len(self.clients_of(g))) for g in self._trained_groups())
+          len(self.clients_of(g, stage))) for g in self._trained_groups(stage))
     return self._rounds(stage) * self._updates_per_round(
         len(self.training_clients))
 
@@ -558,13 +594,25 @@ class StageTree:
   def group_weights(self, stage: str) -> dict:
     """Weights per group of a per-group stage."""
     spec = STAGE_TABLE[stage]
-    return self._stage(stage, lambda: self._train_groups(
-        stage, self.weights(spec.parent), self._rounds(stage)))
 
-  def _train_groups(self, stage: str, start_weights, rounds: int) -> dict:
-    """Weights per group; the groups are independent tasks (`map`)."""
-    trained = self._trained_groups()
-    groups = self.groups()
+    def train():
+      if STAGE_TABLE.get(spec.parent) and STAGE_TABLE[spec.parent].per_group:
+        parents = self.group_weights(spec.parent)
+        starts = {g: parents[self._parent_group(g)]
+                  for g in self.groups(stage)}
+      else:
+        weights = self.weights(spec.parent)
+        starts = {g: weights for g in self.groups(stage)}
+      return self._train_groups(stage, starts, self._rounds(stage))
+
+    return self._stage(stage, train)
+
+  def _train_groups(self, stage: str, start_weights: dict,
+                    rounds: int) -> dict:
+    """Weights per group, each from its start weights; the groups are
+    independent tasks (`map`)."""
+    trained = self._trained_groups(stage)
+    groups = self.groups(stage)
     for group in groups:
       if group not in trained and group not in self.groups_kept_start:
         self.groups_kept_start.append(group)
@@ -574,16 +622,16 @@ class StageTree:
       # so that a task run again (on another worker) starts over cleanly.
       state = self._train(
           f'{stage}/{group}',
-          training.start_state(self.process, start_weights),
-          self._clients(stage, self.clients_of(group), groups.index(group)),
-          rounds)
+          training.start_state(self.process, start_weights[group]),
+          self._clients(stage, self.clients_of(group, stage),
+                        groups.index(group)), rounds)
       return self.process.get_model_weights(state)
 
     with self._lock:  # Records keep the groups' order, whatever runs first.
       for group in trained:
         self.history.setdefault(f'{stage}/{group}', [])
     trained_weights = dict(zip(trained, self.map(train_group, trained)))
-    return {group: trained_weights.get(group, start_weights)
+    return {group: trained_weights.get(group, start_weights[group])
             for group in groups}
 
   # Evaluation -----------------------------------------------------------
@@ -593,6 +641,11 @@ class StageTree:
       return self.group_weights(start)
     weights = self.weights(start)
     return {group: weights for group in self.groups()}
+
+  def _group_of(self, start: str, client: str) -> str:
+    """The key of `client`'s model in `_weights_by_group(start)`."""
+    per_group = start in STAGE_TABLE and STAGE_TABLE[start].per_group
+    return self.grouping_of(start if per_group else 'group')[client]
 
   def _evaluate_reference(self, start: str) -> dict:
     """client -> sums of a unigram model (of all clients or of its group)."""
@@ -630,7 +683,7 @@ class StageTree:
     by_group = {}
     for clients in self.eval_clients.values():
       for client in clients:
-        by_group.setdefault(self.grouping[client], []).append(client)
+        by_group.setdefault(self._group_of(start, client), []).append(client)
     chunks = [(group, clients[begin:begin + self.config.eval_chunk])
               for group, clients in by_group.items()
               for begin in range(0, len(clients), self.config.eval_chunk)]
@@ -726,8 +779,8 @@ class StageTree:
       for stage in self.path(spec.start):
         rounds = self._rounds(stage)
         if STAGE_TABLE[stage].per_group:
-          for group in self._trained_groups():
-            clients = len(self.clients_of(group))
+          for group in self._trained_groups(stage):
+            clients = len(self.clients_of(group, stage))
             plan[f'{stage}/{group}'] = (
                 rounds, rounds * epochs * self._updates_per_round(clients))
         else:
@@ -762,7 +815,9 @@ class StageTree:
       weights_by_group = self._weights_by_group(start)
       result = {}
       for group, weights in weights_by_group.items():
-        clients = [c for c in self.clients_of(group) if c in tuning_clients]
+        clients = [c for c in self.clients_of(
+            group, start if start == 'subgroup' else 'group')
+                   if c in tuning_clients]
         spread = 0.0
         if clients:
           spread = float(self.local_stage.prior_spread(

@@ -143,6 +143,40 @@ class InferredGroupsTest(tf.test.TestCase):
       self.assertEqual(sampled.count(client), 1, client)
     self.assertIn('groupfl - fl', outcome.results['unseen']['paired'])
 
+  def test_subgroups_continue_from_their_group_model(self):
+    # Two subgroups in each of a and b, one in c.
+    subgrouping = {c: f'{self.data.client_to_group[c]}{int(c[-1]) // 2}'
+                   for c in self.data.client_ids}
+    config = methods.StageConfig(global_rounds=3, group_rounds=2,
+                                 finetune_epochs=0, eval_clients='all',
+                                 curve_every=0)
+    with runtime.local_runtime():
+      outcome = experiment.run(
+          self.data, synthetic.TINY, training.TrainingConfig(
+              clients_per_round=3, client_learning_rate=0.5, batch_size=4),
+          config, ['groupfl', 'subgroupfl'], subgrouping=subgrouping)
+      tree = outcome.tree
+      groups = tree.group_weights('group')
+      subgroups = tree.group_weights('subgroup')
+    self.assertEqual(sorted(subgroups), ['a0', 'a1', 'b0', 'b1', 'c0', 'c1'])
+    # c1 has one client (c-2): too few to train, it keeps c's model.
+    self.assertTrue(synthetic.weights_equal(subgroups['c1'], groups['c']))
+    self.assertFalse(synthetic.weights_equal(subgroups['a0'], groups['a']))
+    self.assertEqual(
+        sorted(s for s in tree.history if s.startswith('subgroup/')),
+        ['subgroup/a0', 'subgroup/a1', 'subgroup/b0', 'subgroup/b1',
+         'subgroup/c0'])
+    budget = outcome.results['methods']['subgroupfl']['budget']
+    self.assertEqual(budget['rounds'], 3 + 2 + 2)
+    self.assertIn('subgroup', outcome.results['methods']['subgroupfl'][
+        'stages'])
+    self.assertTrue(methods.needs_subgroups('subgroupperfl'))
+    self.assertFalse(methods.needs_subgroups('groupperfl'))
+    # Without a subgrouping the stage cannot run.
+    tree.subgrouping = None
+    with self.assertRaisesRegex(ValueError, 'needs StageTree.subgrouping'):
+      tree.with_config(config).groups('subgroup')
+
   def test_given_groups_take_no_num_groups(self):
     with self.assertRaisesRegex(ValueError, 'num_groups applies'):
       methods.StageConfig(groups='given', num_groups=3)
