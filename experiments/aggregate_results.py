@@ -54,7 +54,7 @@ def _spread(values: list[float], digits: int) -> str:
 # give the same metrics: tests/experiments/resume_test.py; the worker runs
 # the same computations).
 _FREE_FLAGS = ('seed', 'output_dir', 'progress', 'checkpoint_every',
-               'workers', 'local_workers', 'split_rounds')
+               'workers', 'local_workers', 'split_rounds', 'worker_timeout')
 
 
 def check_poolable(runs: list[dict], names: list[str]) -> str | None:

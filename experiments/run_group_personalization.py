@@ -82,6 +82,10 @@ WORKERS = flags.DEFINE_list(
     'elsewhere (see README, "Remote workers"): the groups of a stage and the '
     'chunks of evaluated clients run on them concurrently. Empty: local '
     'workers (--local_workers).')
+WORKER_TIMEOUT = flags.DEFINE_float(
+    'worker_timeout', 30.0, 'Seconds a remote worker may take to answer (at '
+    'the start, or again after its connection broke) before it counts as '
+    'lost.')
 SPLIT_ROUNDS = flags.DEFINE_boolean(
     'split_rounds', False, 'With several workers: split each training '
     'round\'s clients over them (TFF\'s mergeable execution context) instead '
@@ -236,6 +240,7 @@ def main(argv):
     try:
       workers = stack.enter_context(
           runtime.remote_runtime(WORKERS.value,
+                                 connect_seconds=WORKER_TIMEOUT.value,
                                  split_rounds=SPLIT_ROUNDS.value)
           if WORKERS.value else runtime.local_runtime(
               LOCAL_WORKERS.value, split_rounds=SPLIT_ROUNDS.value))

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 
 from absl.testing import absltest
 import portpicker
@@ -88,6 +89,61 @@ class WorkersTest(absltest.TestCase):
     self.assertEqual(set(results[0]['curves']),
                      {'global', 'group/a', 'group/b', 'group/c',
                       'group_only/a', 'group_only/b', 'group_only/c'})
+
+  def test_a_lost_worker_ends_the_run_resumably(self):
+    root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    corpus = synthetic.write_grouped_corpus(
+        os.path.join(root, 'corpus.jsonl'), {'a': 3, 'b': 3})
+    flags = ['--dataset=text_corpus', f'--input={corpus}',
+             f'--cache_dir={os.path.join(root, "cache")}', '--vocab_size=30',
+             '--global_rounds=40', '--group_rounds=2', '--clients_per_round=3',
+             '--finetune_epochs=1', '--batch_size=4', '--curve_every=0',
+             '--checkpoint_every=1', '--methods=fl,groupfl',
+             '--worker_timeout=2', '--progress=lines']
+    out = os.path.join(root, 'out')
+    pid, address = _start_worker()
+    try:
+      run = prepare_runner.start_module(
+          _MODULE, *flags, f'--output_dir={out}', f'--workers={address}',
+          capture_stderr=True)
+      stage_dir = os.path.join(out, 'state', 'stages', 'global')
+      deadline = time.time() + 300
+      while not (os.path.isdir(stage_dir) and len(os.listdir(stage_dir)) > 1
+                 ) and run.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+      os.kill(pid, signal.SIGKILL)  # The worker dies mid-stage.
+      _, stderr = run.communicate(timeout=300)
+    finally:
+      if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    self.assertEqual(run.returncode, 2, stderr)
+    self.assertStartsWith(lines[-1], f'error: the TFF worker at {address} '
+                          'stopped answering')
+    self.assertIn(f're-run the same command to resume from {out}/state',
+                  lines[-1])
+    self.assertFalse(os.path.exists(os.path.join(out, 'results.json')))
+    saved = os.listdir(os.path.join(out, 'state', 'stages', 'global'))
+    self.assertNotEmpty(saved)
+    # Resumed on a new worker (the workers may change), and against a run
+    # never stopped on the local runtime: the same metrics.
+    pid, address = _start_worker()
+    try:
+      resumed = prepare_runner.run_module(
+          _MODULE, *flags, f'--output_dir={out}', f'--workers={address}',
+          timeout=600)
+    finally:
+      os.kill(pid, signal.SIGKILL)
+    self.assertEqual(resumed.returncode, 0, resumed.stderr)
+    whole = prepare_runner.run_module(
+        _MODULE, *flags, f'--output_dir={os.path.join(root, "whole")}',
+        timeout=600)
+    self.assertEqual(whole.returncode, 0, whole.stderr)
+    results = []
+    for directory in (out, os.path.join(root, 'whole')):
+      with open(os.path.join(directory, 'results.json')) as f:
+        results.append(json.load(f)['methods'])
+    self.assertEqual(results[0], results[1])
 
   def test_bad_worker_flags_are_one_error_line(self):
     port = portpicker.pick_unused_port()

@@ -51,15 +51,18 @@ def run_module(module: str, *flags: str, timeout: float = 120,
 
 
 def start_module(module: str, *flags: str,
-                 env: dict[str, str] | None = None) -> subprocess.Popen:
-  """`run_module` without waiting: the running process, output discarded.
+                 env: dict[str, str] | None = None,
+                 capture_stderr: bool = False) -> subprocess.Popen:
+  """`run_module` without waiting: the running process, stdout discarded
+  (and stderr, unless `capture_stderr`: then text from `communicate()`).
 
-  For tests that stop a binary midway (signals, kill -9).
+  For tests that stop a binary midway (signals, kill -9, a lost worker).
   """
   return subprocess.Popen(
       [sys.executable, '-m', module, *flags], cwd=repo_root(),
       env=_environment(env), stdout=subprocess.DEVNULL,
-      stderr=subprocess.DEVNULL)
+      stderr=subprocess.PIPE if capture_stderr else subprocess.DEVNULL,
+      text=capture_stderr)
 
 
 def _environment(env: dict[str, str] | None) -> dict[str, str]:
