@@ -151,8 +151,11 @@ class Workers:
   a stage are, so the results do not depend on which worker ran what.
 
   The alternative, one round's clients split over the workers, is
-  `split_rounds=True` of `local_runtime` / `remote_runtime`: then `Workers`
-  holds one (mergeable) context and `map` is sequential.
+  `split_rounds=True` of `local_runtime` / `remote_runtime`: then
+  `run_round` runs each training round on the mergeable `round_context`, and
+  everything else, `map`'s tasks one after another, runs on the first worker.
+  A worker lost by the first (default) context, outside `map`, ends the run
+  with WorkerError.
   """
 
   def __init__(self, contexts: Sequence[object], addresses: Sequence[str],
