@@ -99,6 +99,10 @@ def figure(path: str, rows: list[dict], methods: list[str]) -> None:
         ax.plot(*zip(*points), marker, label=f'{m}, {mode}',
                 markersize=12 if mode == 'given' else 6)
   ax.set_xscale('log')
+  ks = sorted({r['num_groups'] for r in rows})
+  ax.set_xticks(ks)
+  ax.set_xticklabels([str(k) for k in ks])
+  ax.minorticks_off()
   ax.set_xlabel('number of groups K')
   ax.set_ylabel('test perplexity (report clients)')
   ax.legend(fontsize=8)
