@@ -49,21 +49,28 @@ EVAL_CLIENTS_PER_GROUP = flags.DEFINE_integer(
 OUTPUT_DIR = flags.DEFINE_string('output_dir', '', 'Where outputs go.')
 
 
-def _groupings(given_k: int) -> list[tuple[str, int]]:
+def _parse_groupings() -> tuple[list[str], list[int]]:
+  """The --modes and --num_groups values, checked (before any data loads)."""
   for mode in MODES.value:
     if mode not in grouping.GROUPINGS:
       cli.fail(f'--modes: unknown grouping {mode!r} (choose from '
                f'{", ".join(grouping.GROUPINGS)})')
   try:
-    ks = [int(k) for k in NUM_GROUPS.value] or [given_k]
+    ks = [int(k) for k in NUM_GROUPS.value]
   except ValueError:
     cli.fail(f'--num_groups must be integers, got {",".join(NUM_GROUPS.value)}')
   if any(k < 1 for k in ks):
     cli.fail('--num_groups values must be at least 1')
+  return list(MODES.value), ks
+
+
+def _groupings(modes: list[str], ks: list[int],
+               given_k: int) -> list[tuple[str, int]]:
+  """(mode, K) to run: given first, then each K (default: given_k)."""
   result = []
-  for k in sorted(set(ks)):
-    result += [(m, k) for m in MODES.value if m != 'given']
-  if 'given' in MODES.value:
+  for k in sorted(set(ks or [given_k])):
+    result += [(m, k) for m in modes if m != 'given']
+  if 'given' in modes:
     result.insert(0, ('given', given_k))
   return result
 
@@ -121,9 +128,10 @@ def main(argv):
         eval_clients_per_group=EVAL_CLIENTS_PER_GROUP.value, curve_every=0)
   except ValueError as e:
     cli.fail(str(e))
+  modes, ks = _parse_groupings()
   config = dataset_flags.config(default_vocab_size=preset.vocab_size)
   data = datasets.load_or_prepare(config, dataset_flags.cache_dir())
-  groupings = _groupings(len(data.groups))
+  groupings = _groupings(modes, ks, len(data.groups))
   output_dir = OUTPUT_DIR.value or (
       f'results/num_groups-{config.dataset}-seed{common_flags.SEED.value}')
   os.makedirs(output_dir, exist_ok=True)
