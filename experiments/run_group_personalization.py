@@ -213,6 +213,10 @@ def main(argv):
   os.makedirs(output_dir, exist_ok=True)
   bars = []
 
+  def close_bars():  # Ends the bars' lines before a last message.
+    for bar in bars:
+      bar.close()
+
   stop = _StopRequests()
 
   def make_progress(plan):
@@ -254,20 +258,17 @@ def main(argv):
                                run_round=workers.run_round,
                                subgrouping=subgrouping)
     except (checkpoints.CheckpointError, runtime.WorkerError) as e:
-      for bar in bars:  # Ends the bars' line before the error line.
-        bar.close()
+      close_bars()
       resume = (f'; re-run the same command to resume from {output_dir}/state'
                 if store and isinstance(e, runtime.WorkerError) else '')
       cli.fail(f'{e}{resume}')
     except _Stopped as e:
-      for bar in bars:
-        bar.close()
+      close_bars()
       print(f'stopped; re-run the same command to resume from '
             f'{output_dir}/state' if store else 'stopped', file=sys.stderr)
       sys.exit(128 + e.signum)
     finally:
-      for bar in bars:
-        bar.close()
+      close_bars()
     outcome.results['flags'] = {
         f.name: f.value
         for module, module_flags in flags.FLAGS.flags_by_module_dict().items()

@@ -112,9 +112,10 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
       for m, sums in all_sums.items()}
   unseen_sums = {m: {c: v for c, v in sums.items() if c in tree.unseen}
                  for m, sums in all_sums.items()}
-  train_tokens = {c: client_batches.token_count('train', c)
-                  for clients in tree.eval_clients.values() for c in clients
-                  if c not in tree.unseen}
+  tokens = {c: client_batches.token_count('train', c)
+            for clients in tree.eval_clients.values() for c in clients}
+  train_tokens = {c: n for c, n in tokens.items() if c not in tree.unseen}
+  unseen_tokens = {c: n for c, n in tokens.items() if c in tree.unseen}
   reference = None
   if 'fl' in client_sums:
     reference = {c: summary.perplexity(s) for c, s in client_sums['fl'].items()}
@@ -147,9 +148,7 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
   priors = {m: tree.prior_precisions(methods_lib.METHOD_TABLE[m].start)
             for m in methods if methods_lib.METHOD_TABLE[m].prior}
   unseen = {}
-  if tree.unseen:
-    unseen_tokens = {c: client_batches.token_count('train', c)
-                     for c in next(iter(unseen_sums.values()), {})}
+  if unseen_tokens:
     unseen = {
         'clients': len(unseen_tokens),
         'methods': {m: summary.summarize(sums, data.client_to_group,

@@ -227,7 +227,8 @@ def local_runtime(workers: int = 1, split_rounds: bool = False):
 
   workers: how many local `worker_binary` processes (each started by TFF on
     first use, on its own loopback port) serve `Workers.map`.
-  split_rounds: instead, split every computation's clients over the workers
+  split_rounds: instead, split each training round's clients over the
+    workers (`Workers.run_round`), with one more worker for everything else
     (see the module doc).
 
   They also end if this process dies without cleaning up (kill -9): a small
@@ -327,8 +328,9 @@ def remote_runtime(addresses: str | Sequence[str],
   """Runs the body's computations on the TFF workers at `addresses`.
 
   addresses: host:port of each worker (one string for a single worker).
-  split_rounds: split every computation's clients over the workers instead
-    of running whole tasks on each (see the module doc).
+  split_rounds: split each training round's clients over the workers
+    (`Workers.run_round`) instead of running whole tasks on each; everything
+    else runs on the first (see the module doc).
 
   Raises WorkerError if a worker does not answer within `connect_seconds`.
   The previous default context is restored on exit; the remote workers are

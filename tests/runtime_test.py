@@ -12,21 +12,12 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from gpfl_tff import runtime
+from tests import worker_processes
 
 
 @tff.tensorflow.computation(np.int32)
 def _add_one(x):
   return x + 1
-
-
-def _alive(pid: int) -> bool:
-  """Whether `pid` runs (an exited, unreaped zombie does not count)."""
-  try:
-    with open(f'/proc/{pid}/stat', 'rb') as f:
-      stat = f.read().decode(errors='replace')
-  except OSError:
-    return False
-  return stat[stat.rfind(')') + 2] != 'Z'
 
 
 def _command(pid: int) -> str:
@@ -43,11 +34,11 @@ class LocalRuntimeTest(tf.test.TestCase):
       workers = runtime.worker_pids()
       self.assertNotEmpty(workers)
       for pid in workers:
-        self.assertTrue(_alive(pid))
+        self.assertTrue(worker_processes.alive(pid))
         self.assertIn('worker_binary', _command(pid))
     self.assertEqual(runtime.worker_pids(), [])
     for pid in workers:
-      self.assertFalse(_alive(pid), pid)
+      self.assertFalse(worker_processes.alive(pid), pid)
 
   def test_a_second_block_starts_a_new_worker(self):
     with runtime.local_runtime():
@@ -80,14 +71,14 @@ class LocalRuntimeTest(tf.test.TestCase):
     workers = [int(p) for p in driver.stdout.readline().split()]
     self.assertNotEmpty(workers)
     for pid in workers:
-      self.assertTrue(_alive(pid))
+      self.assertTrue(worker_processes.alive(pid))
     driver.kill()
     driver.wait()
     deadline = time.time() + 30
-    while any(_alive(p) for p in workers) and time.time() < deadline:
+    while any(worker_processes.alive(p) for p in workers) and time.time() < deadline:
       time.sleep(0.1)
     for pid in workers:
-      self.assertFalse(_alive(pid), pid)
+      self.assertFalse(worker_processes.alive(pid), pid)
 
   def test_import_has_no_side_effects(self):
     # In a fresh interpreter: TFF's own hooks first, then ours adds none.
@@ -108,23 +99,9 @@ class LocalRuntimeTest(tf.test.TestCase):
                          os.getpid())
 
 
-def _worker_binary() -> str:
-  return os.path.join(os.path.dirname(tff.__file__), 'data', 'worker_binary')
-
-
 @tff.federated_computation(tff.FederatedType(np.int32, tff.CLIENTS))
 def _sum_plus_one(values):
   return tff.federated_sum(tff.federated_map(_add_one, values))
-
-
-def _start_worker() -> tuple[int, str]:
-  """A worker_binary that is not this process's child, like one started on
-  another machine: (pid, address)."""
-  port = portpicker.pick_unused_port()
-  started = subprocess.run(
-      ['sh', '-c', f'{_worker_binary()} --port={port} >/dev/null 2>&1 & '
-       'echo $!'], capture_output=True, text=True, check=True)
-  return int(started.stdout), f'localhost:{port}'
 
 
 @tff.tensorflow.computation(np.int32)
@@ -170,7 +147,7 @@ class WorkersTest(tf.test.TestCase):
     self.assertEqual(runtime.worker_pids(), [])
 
   def test_run_goes_on_without_a_killed_worker_and_fails_without_any(self):
-    workers_started = [_start_worker() for _ in range(2)]
+    workers_started = [worker_processes.start_worker() for _ in range(2)]
     pids = [pid for pid, _ in workers_started]
     try:
       with runtime.remote_runtime([a for _, a in workers_started],
@@ -201,7 +178,7 @@ class WorkersTest(tf.test.TestCase):
 class RemoteRuntimeTest(tf.test.TestCase):
 
   def test_computations_run_on_a_worker_started_elsewhere(self):
-    pid, address = _start_worker()
+    pid, address = worker_processes.start_worker()
     try:
       with runtime.remote_runtime(address):
         self.assertEqual(_add_one(41), 42)
@@ -211,7 +188,7 @@ class RemoteRuntimeTest(tf.test.TestCase):
       with runtime.local_runtime():
         self.assertEqual(_sum_plus_one([1, 2, 3, 4]), remote)
       self.assertEqual(remote, 14)
-      self.assertTrue(_alive(pid))  # The remote worker is not ours to end.
+      self.assertTrue(worker_processes.alive(pid))  # The remote worker is not ours to end.
     finally:
       os.kill(pid, signal.SIGKILL)
 

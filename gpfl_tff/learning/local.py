@@ -14,7 +14,7 @@
   evaluate_clients  (federated)  weights@SERVER, data@CLIENTS -> sums@CLIENTS.
   run_prior    (federated)  as `run`, plus prior precision@SERVER: MAP
                      fine-tuning under a Gaussian prior centred on the
-                     given weights (`fine_tune`, `prior_penalty`).
+                     given weights (`fine_tune`, `prior_prox`).
   prior_spread (federated)  weights@SERVER, train and validation data
                      @CLIENTS, epochs, learning rate, patience@SERVER ->
                      mean over clients of ||tuned - weights||^2 / D@SERVER
@@ -175,6 +175,24 @@ def fine_tune(model, weights, train_data, validation_data, epochs,
   return best_epoch, losses.stack()
 
 
+def _fine_tuned_sums(model_fn, weights, train_data, validation_data,
+                     test_data, epochs, learning_rate, patience,
+                     prior_precision=None):
+  """The test sums (and best epoch) of a client after `fine_tune`: the body
+  of the client computations of `run` and `run_prior`."""
+  model = model_fn()
+
+  @tf.function
+  def tune_and_score():
+    best_epoch, _ = fine_tune(model, weights, train_data, validation_data,
+                              epochs, learning_rate, patience, prior_precision)
+    result = dataset_sums(model, test_data)
+    result['best_epoch'] = best_epoch
+    return result
+
+  return tune_and_score()
+
+
 @dataclasses.dataclass(frozen=True)
 class LocalStage:
   personalize: tff.Computation
@@ -224,35 +242,17 @@ def build_local_stage(model_fn) -> LocalStage:
                               tf.int32, tf.float32, tf.int32)
   def personalize_and_evaluate(weights, train_data, validation_data,
                                test_data, epochs, learning_rate, patience):
-    model = model_fn()
-
-    @tf.function
-    def tune_and_score():
-      best_epoch, _ = fine_tune(model, weights, train_data, validation_data,
-                                epochs, learning_rate, patience)
-      result = dataset_sums(model, test_data)
-      result['best_epoch'] = best_epoch
-      return result
-
-    return tune_and_score()
+    return _fine_tuned_sums(model_fn, weights, train_data, validation_data,
+                            test_data, epochs, learning_rate, patience)
 
   @tff.tensorflow.computation(weights_type, data_type, data_type, data_type,
                               tf.int32, tf.float32, tf.int32, tf.float32)
   def personalize_prior_and_evaluate(weights, train_data, validation_data,
                                      test_data, epochs, learning_rate,
                                      patience, prior_precision):
-    model = model_fn()
-
-    @tf.function
-    def tune_and_score():
-      best_epoch, _ = fine_tune(model, weights, train_data, validation_data,
-                                epochs, learning_rate, patience,
-                                prior_precision)
-      result = dataset_sums(model, test_data)
-      result['best_epoch'] = best_epoch
-      return result
-
-    return tune_and_score()
+    return _fine_tuned_sums(model_fn, weights, train_data, validation_data,
+                            test_data, epochs, learning_rate, patience,
+                            prior_precision)
 
   @tff.tensorflow.computation(weights_type, data_type, data_type, tf.int32,
                               tf.float32, tf.int32)

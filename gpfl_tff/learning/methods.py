@@ -642,10 +642,15 @@ class StageTree:
     weights = self.weights(start)
     return {group: weights for group in self.groups()}
 
+  @staticmethod
+  def _grouping_stage(start: str) -> str:
+    """The per-group stage whose grouping keys `_weights_by_group(start)`."""
+    per_group = start in STAGE_TABLE and STAGE_TABLE[start].per_group
+    return start if per_group else 'group'
+
   def _group_of(self, start: str, client: str) -> str:
     """The key of `client`'s model in `_weights_by_group(start)`."""
-    per_group = start in STAGE_TABLE and STAGE_TABLE[start].per_group
-    return self.grouping_of(start if per_group else 'group')[client]
+    return self.grouping_of(self._grouping_stage(start))[client]
 
   def _evaluate_reference(self, start: str) -> dict:
     """client -> sums of a unigram model (of all clients or of its group)."""
@@ -816,8 +821,7 @@ class StageTree:
       result = {}
       for group, weights in weights_by_group.items():
         clients = [c for c in self.clients_of(
-            group, start if start == 'subgroup' else 'group')
-                   if c in tuning_clients]
+            group, self._grouping_stage(start)) if c in tuning_clients]
         spread = 0.0
         if clients:
           spread = float(self.local_stage.prior_spread(

@@ -9,36 +9,17 @@ groups of each stage and the chunks of evaluated clients over them, and with
 import json
 import os
 import signal
-import subprocess
 import tempfile
 import time
 
 from absl.testing import absltest
 import portpicker
-import tensorflow_federated as tff
 
+from tests import worker_processes
 from tests.learning import synthetic
 from tests.prepare import prepare_runner
 
 _MODULE = 'experiments.run_group_personalization'
-
-
-def _start_worker() -> tuple[int, str]:
-  binary = os.path.join(os.path.dirname(tff.__file__), 'data', 'worker_binary')
-  port = portpicker.pick_unused_port()
-  started = subprocess.run(
-      ['sh', '-c', f'{binary} --port={port} >/dev/null 2>&1 & echo $!'],
-      capture_output=True, text=True, check=True)
-  return int(started.stdout), f'localhost:{port}'
-
-
-def _alive(pid: int) -> bool:
-  try:
-    with open(f'/proc/{pid}/stat', 'rb') as f:
-      stat = f.read().decode(errors='replace')
-  except OSError:
-    return False
-  return stat[stat.rfind(')') + 2] != 'Z'
 
 
 class WorkersTest(absltest.TestCase):
@@ -56,7 +37,7 @@ class WorkersTest(absltest.TestCase):
         _MODULE, *flags, f'--output_dir={os.path.join(root, "local")}',
         timeout=600)
     self.assertEqual(local.returncode, 0, local.stderr)
-    workers = [_start_worker() for _ in range(2)]
+    workers = [worker_processes.start_worker() for _ in range(2)]
     try:
       addresses = '--workers=' + ','.join(address for _, address in workers)
       remote = prepare_runner.run_module(
@@ -69,7 +50,7 @@ class WorkersTest(absltest.TestCase):
           addresses, '--split_rounds', timeout=600)
       self.assertEqual(split.returncode, 0, split.stderr)
       for pid, _ in workers:  # Not the run's to end.
-        self.assertTrue(_alive(pid))
+        self.assertTrue(worker_processes.alive(pid))
     finally:
       for pid, _ in workers:
         os.kill(pid, signal.SIGKILL)
@@ -101,7 +82,7 @@ class WorkersTest(absltest.TestCase):
              '--checkpoint_every=1', '--methods=fl,groupfl',
              '--worker_timeout=2', '--progress=lines']
     out = os.path.join(root, 'out')
-    pid, address = _start_worker()
+    pid, address = worker_processes.start_worker()
     try:
       run = prepare_runner.start_module(
           _MODULE, *flags, f'--output_dir={out}', f'--workers={address}',
@@ -114,7 +95,7 @@ class WorkersTest(absltest.TestCase):
       os.kill(pid, signal.SIGKILL)  # The worker dies mid-stage.
       _, stderr = run.communicate(timeout=300)
     finally:
-      if _alive(pid):
+      if worker_processes.alive(pid):
         os.kill(pid, signal.SIGKILL)
     lines = [l for l in stderr.splitlines() if l.strip()]
     self.assertEqual(run.returncode, 2, stderr)
@@ -127,7 +108,7 @@ class WorkersTest(absltest.TestCase):
     self.assertNotEmpty(saved)
     # Resumed on a new worker (the workers may change), and against a run
     # never stopped on the local runtime: the same metrics.
-    pid, address = _start_worker()
+    pid, address = worker_processes.start_worker()
     try:
       resumed = prepare_runner.run_module(
           _MODULE, *flags, f'--output_dir={out}', f'--workers={address}',
