@@ -6,6 +6,7 @@ times the binary's default configuration.
 
 from absl import flags
 
+from gpfl_tff.learning import grouping
 from gpfl_tff.learning import methods as methods_lib
 from gpfl_tff.learning import training
 from gpfl_tff.models import language_model
@@ -38,6 +39,11 @@ PRIOR_PRECISION = flags.DEFINE_float(
     'prior_precision', -1.0, 'groupperfl_prior: precision of the Gaussian '
     'prior around the group model (its strength); negative: per group by '
     'empirical Bayes from the tuning clients\' fine-tuning deltas.')
+GROUPING_STATISTIC = flags.DEFINE_enum(
+    'grouping_statistic', 'pearson', list(grouping.STATISTICS),
+    'With --groups=inferred: the per-client statistic clustered (pearson: '
+    'Pearson residuals of the client\'s word counts against the global '
+    'model\'s predictions; bias_gradient: the output-bias gradient).')
 EVAL_BATCH_SIZE = flags.DEFINE_integer(
     'eval_batch_size', 128, 'Sequences per evaluation batch (speed only: '
     'metrics are sums).')
@@ -93,6 +99,7 @@ def stage_config(**stages) -> methods_lib.StageConfig:
       finetune_learning_rate=FINETUNE_LR.value,
       finetune_patience=FINETUNE_PATIENCE.value,
       prior_precision=PRIOR_PRECISION.value,
+      grouping_statistic=GROUPING_STATISTIC.value,
       eval_batch_size=EVAL_BATCH_SIZE.value, seed=SEED.value,
       global_rounds=GLOBAL_ROUNDS.value, group_rounds=GROUP_ROUNDS.value,
       tuning_fraction=TUNING_FRACTION.value, split_seed=SPLIT_SEED.value)

@@ -170,6 +170,7 @@ def main(argv):
                                  seed=base_config.seed) for m in methods},
         'seconds': outcome.results['seconds']})
   result = {'dataset': config.dataset, 'group_by': config.group_by,
+            'grouping_statistic': base_config.grouping_statistic,
             'methods': methods, 'rows': rows,
             'evaluated_clients': len(next(iter(outcomes.values())
                                           ).train_tokens),

@@ -50,8 +50,8 @@ def build_tree(data: client_data.GroupedClientData,
   tree = methods_lib.StageTree(
       process, local.build_local_stage(model_fn), client_batches,
       language_model.initial_weights(model_fn), training_config, stage_config)
-  tree.build_statistics = lambda: grouping.build_statistics(
-      model_fn, encoder.num_tokens)
+  tree.build_statistics = lambda statistic: grouping.build_statistics(
+      model_fn, encoder.num_tokens, statistic)
   return tree
 
 

@@ -168,6 +168,7 @@ class StageConfig:
   curve_clients: int = 50
   groups: str = 'given'
   num_groups: int = 0
+  grouping_statistic: str = 'pearson'
   prior_precision: float = -1.0
   unseen_fraction: float = 0.0
 
@@ -181,6 +182,10 @@ class StageConfig:
     if self.groups not in grouping.GROUPINGS:
       raise ValueError(f'groups must be one of {", ".join(grouping.GROUPINGS)}'
                        f', got {self.groups!r}')
+    if self.grouping_statistic not in grouping.STATISTICS:
+      raise ValueError('grouping_statistic must be one of '
+                       f'{", ".join(grouping.STATISTICS)}, got '
+                       f'{self.grouping_statistic!r}')
     if self.groups == 'given' and self.num_groups:
       raise ValueError('num_groups applies to inferred or random groups '
                        '(given groups are as many as the data has)')
@@ -309,10 +314,10 @@ class StageTree:
     self.training_clients = [c for c in self.data.client_ids
                              if c not in self.unseen]
     self.eval_clients = self._sample_eval_clients()
-    # () -> `grouping.build_statistics` of the model, for inferred groups
-    # (set by `experiment.build_tree`); built on first use.
+    # statistic -> `grouping.build_statistics` of the model, for inferred
+    # groups (set by `experiment.build_tree`); each built on first use.
     self.build_statistics = None
-    self.statistics = None
+    self.statistics = {}
     self._grouping = None
     # client -> subgroup, nested in the groups (every client of a subgroup
     # in one group), for the `subgroup` stage; None: no such stage.
@@ -323,7 +328,7 @@ class StageTree:
                       'seed', 'curve_every', 'curve_clients', 'split_seed',
                       'unseen_fraction', 'tuning_fraction')
   # Fields only the per-group stages depend on.
-  _GROUPING_FIELDS = ('groups', 'num_groups')
+  _GROUPING_FIELDS = ('groups', 'num_groups', 'grouping_statistic')
 
   def with_config(self, config: StageConfig) -> 'StageTree':
     """A tree for `config` sharing the federated stages trained so far.
@@ -488,13 +493,14 @@ class StageTree:
         self._grouping = grouping.random_grouping(
             self.data.client_ids, self._num_groups(), seed)
       else:
-        if self.statistics is None:
+        statistic = self.config.grouping_statistic
+        if statistic not in self.statistics:
           if self.build_statistics is None:
             raise ValueError('inferred groups need the model\'s statistics '
                              '(experiment.build_tree sets build_statistics)')
-          self.statistics = self.build_statistics()
+          self.statistics[statistic] = self.build_statistics(statistic)
         self._grouping = grouping.infer_grouping(
-            self.statistics, self.weights('global'),
+            self.statistics[statistic], self.weights('global'),
             lambda c: self.batches.dataset('train', c), self.training_clients,
             self._num_groups(), seed, self.map, self.config.eval_chunk,
             new_clients=sorted(self.unseen))
@@ -526,10 +532,12 @@ class StageTree:
     return max(sorted(set(members)), key=members.count)
 
   def grouping_report(self) -> dict:
-    """mode, number of groups, and the adjusted Rand index against the
-    data's groups."""
+    """mode, number of groups, the statistic inferred groups are clustered
+    on, and the adjusted Rand index against the data's groups."""
     clients = self.data.client_ids
     return {'mode': self.config.groups, 'num_groups': len(self.groups()),
+            'statistic': (self.config.grouping_statistic
+                          if self.config.groups == 'inferred' else None),
             'adjusted_rand_index': grouping.adjusted_rand_index(
                 [self.data.client_to_group[c] for c in clients],
                 [self.grouping[c] for c in clients])}

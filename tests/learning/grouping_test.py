@@ -6,12 +6,15 @@ import tempfile
 from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
+import tensorflow_federated as tff
 
 from gpfl_tff import experiment
 from gpfl_tff import runtime
 from gpfl_tff.learning import grouping
+from gpfl_tff.learning import local
 from gpfl_tff.learning import methods
 from gpfl_tff.learning import training
+from gpfl_tff.models import language_model
 from tests.learning import synthetic
 
 
@@ -62,6 +65,53 @@ class KMeansTest(tf.test.TestCase):
     self.assertEqual(new, [found[-1]])  # Nearest the third cluster.
 
 
+class StatisticsTest(tf.test.TestCase):
+  """The clients' statistics against the same formulas in numpy."""
+
+  def test_pearson_residuals_and_bias_gradient(self):
+    preset = synthetic.TINY
+    num_tokens = preset.vocab_size + 4
+    model_fn = language_model.build_model_fn(preset, num_tokens, seed=3)
+    weights = language_model.initial_weights(model_fn)
+    # A skewed output bias: predicted frequencies far from uniform, where
+    # the two statistics part.
+    trainable = list(weights.trainable)
+    trainable[-1] = np.linspace(-3.0, 3.0, num_tokens).astype(np.float32)
+    weights = tff.learning.models.ModelWeights(
+        trainable=trainable, non_trainable=list(weights.non_trainable))
+    clients = [synthetic.cycle_windows(7, 0, 3), synthetic.cycle_windows(
+        12, 5, 2)]
+    clients[1]['y'][1, 10:] = 0  # Padding is not counted.
+    model = model_fn()
+    local.assign_weights(model, weights)
+    expected = {'pearson': [], 'bias_gradient': []}
+    for arrays in clients:
+      mask = (arrays['y'] != 0)[..., None]
+      probabilities = tf.nn.softmax(model.predict_on_batch(
+          arrays['x'], training=False)).numpy()
+      predicted = (probabilities * mask).sum((0, 1)) / mask.sum()
+      observed = (np.eye(num_tokens)[arrays['y']] * mask).sum((0, 1)) / mask.sum()
+      for name, vector in (
+          ('pearson', (observed - predicted) / np.sqrt(predicted + 1e-7)),
+          ('bias_gradient', predicted - observed)):
+        expected[name].append(vector / np.linalg.norm(vector))
+    with runtime.local_runtime():
+      for name in grouping.STATISTICS:
+        statistics = grouping.build_statistics(model_fn, num_tokens, name)
+        found = statistics(weights, [synthetic.token_dataset(a, batch_size=2)
+                                     for a in clients])
+        for vector, want in zip(found, expected[name]):
+          self.assertAllClose(vector, want, atol=1e-5)
+    # The two statistics differ (the scaling by the predicted frequency).
+    self.assertGreater(
+        np.abs(expected['pearson'][0] + expected['bias_gradient'][0]).max(),
+        0.1)
+    with self.assertRaisesRegex(ValueError, 'statistic must be one of'):
+      grouping.build_statistics(model_fn, num_tokens, 'tfidf')
+    with self.assertRaisesRegex(ValueError, 'grouping_statistic must be'):
+      methods.StageConfig(groups='inferred', grouping_statistic='tfidf')
+
+
 class InferredGroupsTest(tf.test.TestCase):
   """A whole comparison with inferred and random groups on the synthetic
   corpus (groups of disjoint vocabularies, never shown to the inference)."""
@@ -86,8 +136,10 @@ class InferredGroupsTest(tf.test.TestCase):
   def test_inferred_groups_are_the_true_ones_and_random_are_not(self):
     report = {m: o.results['groups'] for m, o in self.outcomes.items()}
     self.assertEqual(report['given'], {'mode': 'given', 'num_groups': 3,
+                                       'statistic': None,
                                        'adjusted_rand_index': 1.0})
     self.assertEqual(report['inferred']['num_groups'], 3)
+    self.assertEqual(report['inferred']['statistic'], 'pearson')
     self.assertAlmostEqual(report['inferred']['adjusted_rand_index'], 1.0)
     self.assertLess(report['random']['adjusted_rand_index'], 0.5)
     tree = self.outcomes['inferred'].tree
