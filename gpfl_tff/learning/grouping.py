@@ -18,10 +18,10 @@ predicted probability of v over the same positions, the statistic
   bias_gradient  q_v - c_v / n, the gradient of the client's mean loss with
                  respect to the output-layer bias. Dominated by frequent
                  words and the special tokens (<oov>, <eos>).
-either normalized to unit length. Measured on the global model of a tuned
-run, against the given groups (adjusted Rand index of k-means, 3 seeds):
-BBC topics 0.69 to 0.73 with pearson, 0.04 with bias_gradient; Shakespeare
-genres 0.10 to 0.18 against 0.02 (docs/RESULTS.md). The vectors stay on the
+either normalized to unit length. Measured with `experiments.num_groups` on
+the tuned flags (docs/RESULTS.md), adjusted Rand index against the given
+groups: BBC topics 0.59 with pearson, 0.04 with bias_gradient; Shakespeare
+genres (K = 6) 0.17 against 0.02. The vectors stay on the
 clients. Federated k-means (`build_kmeans`) clusters them: the server
 broadcasts K centroids; each client finds its nearest and sends back its
 vector in that centroid's row of a K x V matrix and a one-hot count, summed
