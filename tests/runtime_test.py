@@ -75,7 +75,8 @@ class LocalRuntimeTest(tf.test.TestCase):
     driver.kill()
     driver.wait()
     deadline = time.time() + 30
-    while any(worker_processes.alive(p) for p in workers) and time.time() < deadline:
+    while (any(worker_processes.alive(p) for p in workers)
+           and time.time() < deadline):
       time.sleep(0.1)
     for pid in workers:
       self.assertFalse(worker_processes.alive(pid), pid)
@@ -188,7 +189,8 @@ class RemoteRuntimeTest(tf.test.TestCase):
       with runtime.local_runtime():
         self.assertEqual(_sum_plus_one([1, 2, 3, 4]), remote)
       self.assertEqual(remote, 14)
-      self.assertTrue(worker_processes.alive(pid))  # The remote worker is not ours to end.
+      # The remote worker is not ours to end.
+      self.assertTrue(worker_processes.alive(pid))
     finally:
       os.kill(pid, signal.SIGKILL)
 

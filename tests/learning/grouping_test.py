@@ -90,7 +90,8 @@ class StatisticsTest(tf.test.TestCase):
       probabilities = tf.nn.softmax(model.predict_on_batch(
           arrays['x'], training=False)).numpy()
       predicted = (probabilities * mask).sum((0, 1)) / mask.sum()
-      observed = (np.eye(num_tokens)[arrays['y']] * mask).sum((0, 1)) / mask.sum()
+      one_hot = np.eye(num_tokens)[arrays['y']]
+      observed = (one_hot * mask).sum((0, 1)) / mask.sum()
       for name, vector in (
           ('pearson', (observed - predicted) / np.sqrt(predicted + 1e-7)),
           ('bias_gradient', predicted - observed)):
