@@ -47,6 +47,10 @@ EVAL_CLIENTS_PER_GROUP = flags.DEFINE_integer(
     'eval_clients_per_group', 0, 'The same seeded sample of this many report '
     'clients per given group for every grouping (0: every report client).')
 OUTPUT_DIR = flags.DEFINE_string('output_dir', '', 'Where outputs go.')
+LOCAL_WORKERS = flags.DEFINE_integer(
+    'local_workers', 1, 'Local TFF worker processes that run the groups of '
+    'a stage and the chunks of evaluated clients concurrently (the results '
+    'do not depend on it).')
 
 
 def _parse_groupings() -> tuple[list[str], list[int]]:
@@ -129,6 +133,8 @@ def main(argv):
   except ValueError as e:
     cli.fail(str(e))
   modes, ks = _parse_groupings()
+  if LOCAL_WORKERS.value < 1:
+    cli.fail(f'--local_workers must be at least 1, got {LOCAL_WORKERS.value}')
   config = dataset_flags.config(default_vocab_size=preset.vocab_size)
   data = datasets.load_or_prepare(config, dataset_flags.cache_dir())
   groupings = _groupings(modes, ks, len(data.groups))
@@ -140,7 +146,7 @@ def main(argv):
         + ', '.join(f'{m} K={k}' for m, k in groupings), flush=True)
 
   outcomes = {}
-  with runtime.local_runtime() as workers:
+  with runtime.local_runtime(LOCAL_WORKERS.value) as workers:
     tree = experiment.build_tree(data, preset, training_config, base_config)
     for mode, k in groupings:
       stage_config = dataclasses.replace(

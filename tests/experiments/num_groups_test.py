@@ -21,7 +21,8 @@ class NumGroupsTest(absltest.TestCase):
         f'--input={corpus}', f'--cache_dir={os.path.join(root, "cache")}',
         '--vocab_size=30', '--global_rounds=4', '--group_rounds=3',
         '--clients_per_round=3', '--finetune_epochs=1', '--batch_size=4',
-        '--num_groups=2,3', f'--output_dir={out}', timeout=600)
+        '--num_groups=2,3', '--local_workers=2', f'--output_dir={out}',
+        timeout=600)
     self.assertEqual(run.returncode, 0, run.stderr)
     with open(os.path.join(out, 'num_groups.json')) as f:
       result = json.load(f)
@@ -46,7 +47,8 @@ class NumGroupsTest(absltest.TestCase):
   def test_bad_groupings_are_one_error_line(self):
     for flag, message in (('--modes=learned', "unknown grouping 'learned'"),
                           ('--num_groups=two', 'must be integers'),
-                          ('--num_groups=0', 'at least 1')):
+                          ('--num_groups=0', 'at least 1'),
+                          ('--local_workers=0', 'at least 1')):
       run = prepare_runner.run_module('experiments.num_groups', flag,
                                       timeout=120)
       self.assertEqual(run.returncode, 2, flag)
