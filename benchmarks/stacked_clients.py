@@ -17,8 +17,9 @@ Before timing it checks that the stacked step gives each client the gradient
 its own Keras step gives (relative error printed): the two do the same math.
 
 The stacked model is written here, not in the library: it exists to answer
-the question, and the answer measured on this project's 2-core machine
-(docs/RESULTS.md, "Speed") is that it does not pay.
+the question. On this project's 2-core machine (docs/RESULTS.md, "Speed")
+stacking 16 clients saved 9 % of a step, and fewer clients less: too little
+to build it into the local stage.
 """
 
 import time
