@@ -7,8 +7,6 @@ random windows and the GFLOP/s it achieves (FLOPs as in `hardware`), beside the
 machine's matmul peak: what bounds the reference's fraction of peak.
 """
 
-import time
-
 from absl import app
 from absl import flags
 import numpy as np
@@ -41,21 +39,14 @@ def main(argv):
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     return loss
 
-  forward = hardware.forward_flops_per_token(
-      preset.embedding_size, preset.lstm_units, preset.projection_size,
-      num_tokens)
+  forward = hardware.preset_forward_flops(preset, num_tokens)
   peak = hardware.matmul_peak_gflops()
   print(f'model={MODEL.value} peak_gflops={peak:.1f}')
   for batch in (int(b) for b in BATCHES.value):
     x = tf.constant(np.random.default_rng(0).integers(
         4, num_tokens, size=(batch, preset.seq_len)), tf.int32)
     step(x).numpy()
-    times = []
-    for _ in range(STEPS.value):
-      start = time.perf_counter()
-      step(x).numpy()
-      times.append(time.perf_counter() - start)
-    seconds = float(np.median(times))
+    seconds = hardware.median_seconds(lambda: step(x), STEPS.value)
     gflops = hardware.stage_flops(forward, batch * preset.seq_len, 0) / seconds / 1e9
     print(f'batch={batch} step_s={seconds:.4f} gflops={gflops:.2f} '
           f'fraction_of_peak={gflops / peak:.3f}')

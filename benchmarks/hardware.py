@@ -25,6 +25,23 @@ def forward_flops_per_token(embedding: int, units: int, projection: int,
               + projection * num_tokens)
 
 
+def preset_forward_flops(preset, num_tokens: int) -> int:
+  """`forward_flops_per_token` for a `language_model.Preset`."""
+  return forward_flops_per_token(preset.embedding_size, preset.lstm_units,
+                                 preset.projection_size, num_tokens)
+
+
+def median_seconds(fn, reps: int) -> float:
+  """Median wall seconds of `reps` calls of `fn`, each waited for (its
+  tensors read back to numpy)."""
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    tf.nest.map_structure(lambda t: t.numpy(), fn())
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
 def stage_flops(forward_per_token: int, train_tokens: float,
                 eval_tokens: float) -> float:
   """FLOPs of `train_tokens` trained on and `eval_tokens` evaluated."""

@@ -22,8 +22,6 @@ stacking 16 clients saved 9 % of a step, and fewer clients less: too little
 to build it into the local stage.
 """
 
-import time
-
 from absl import app
 from absl import flags
 import numpy as np
@@ -72,24 +70,13 @@ def stacked_loss(weights, x, y):
   return tf.reduce_sum(per_client)
 
 
-def _median_seconds(fn, reps):
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    tf.nest.map_structure(lambda t: t.numpy(), fn())
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
-
-
 def main(argv):
   del argv
   preset = language_model.PRESETS[MODEL.value]
   num_tokens = preset.vocab_size + 4
   model = language_model.build_keras_model(preset, num_tokens)
   loss_fn = metrics.MaskedCrossEntropy()
-  forward = hardware.forward_flops_per_token(
-      preset.embedding_size, preset.lstm_units, preset.projection_size,
-      num_tokens)
+  forward = hardware.preset_forward_flops(preset, num_tokens)
   rng = np.random.default_rng(0)
 
   @tf.function
@@ -123,9 +110,10 @@ def main(argv):
         worst = max(worst, float(tf.norm(g - s[c]) / tf.norm(g)))
     keras_s, stacked_s = [], []
     for _ in range(3):  # Interleaved thirds, so that load hits both alike.
-      keras_s.append(_median_seconds(keras_steps, REPS.value // 3 + 1))
-      stacked_s.append(_median_seconds(lambda: stacked_grads(x, y),
-                                       REPS.value // 3 + 1))
+      keras_s.append(hardware.median_seconds(keras_steps,
+                                             REPS.value // 3 + 1))
+      stacked_s.append(hardware.median_seconds(lambda: stacked_grads(x, y),
+                                               REPS.value // 3 + 1))
     keras_t, stacked_t = float(np.median(keras_s)), float(np.median(stacked_s))
     flops = hardware.stage_flops(forward, int(np.prod(shape)), 0)
     print(f'clients={num_clients} keras_s={keras_t:.4f} '

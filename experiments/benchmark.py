@@ -106,9 +106,8 @@ class Bench:
     self.plain_weights = [v.numpy()
                           for v in self.plain_fedavg.model.trainable_variables]
     self.rng = np.random.default_rng(seed)
-    self.forward_flops = hardware.forward_flops_per_token(
-        preset.embedding_size, preset.lstm_units, preset.projection_size,
-        encoder.num_tokens)
+    self.forward_flops = hardware.preset_forward_flops(preset,
+                                                       encoder.num_tokens)
     self.group_turn = 0
 
   def _tokens(self, split, clients):

@@ -21,6 +21,7 @@ class HardwareTest(tf.test.TestCase):
                                          preset.lstm_units,
                                          preset.projection_size, 4004),
         2 * kernels)
+    self.assertEqual(hardware.preset_forward_flops(preset, 4004), 2 * kernels)
 
   def test_stage_flops_count_training_three_times(self):
     self.assertEqual(hardware.stage_flops(10, train_tokens=2, eval_tokens=5),
