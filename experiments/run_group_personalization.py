@@ -54,6 +54,11 @@ CURVE_EVERY = flags.DEFINE_integer(
 CURVE_CLIENTS = flags.DEFINE_integer(
     'curve_clients', 50, 'Clients (a fixed sample of the stage\'s clients) '
     'whose validation splits give the curves.')
+STAGE_SELECTION = flags.DEFINE_enum(
+    'stage_selection', 'last', ['last', 'best'], 'Which round of each '
+    'federated stage its methods use: the last, or the best on its '
+    'validation curve (round 0, the stage\'s start, included; needs '
+    '--curve_every and --curve_clients above 0).')
 GROUPS = flags.DEFINE_enum(
     'groups', 'given', ['given', 'inferred', 'random'], 'Groups of the group '
     'stages: the data\'s (given), inferred without labels from the global '
@@ -189,6 +194,7 @@ def main(argv):
         min_group_clients=MIN_GROUP_CLIENTS.value, eval_split=EVAL_SPLIT.value,
         eval_clients=EVAL_CLIENTS.value, curve_every=CURVE_EVERY.value,
         curve_clients=CURVE_CLIENTS.value,
+        stage_selection=STAGE_SELECTION.value,
         eval_clients_per_group=EVAL_CLIENTS_PER_GROUP.value,
         groups=GROUPS.value, num_groups=NUM_GROUPS.value,
         unseen_fraction=UNSEEN_FRACTION.value)

@@ -174,6 +174,7 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
       'priors': priors,
       'convergence': {stage: summary.convergence(curve)
                       for stage, curve in curves.items()},
+      'kept_rounds': tree.kept_rounds(),
       'eval_split': stage_config.eval_split,
       'groups_kept_start': sorted(tree.groups_kept_start),
       'groups': tree.grouping_report(),

@@ -57,17 +57,21 @@ class StageCheckpoints:
     versions = asyncio.run(self._manager.get_versions())
     return versions[-1] if versions else 0
 
-  def load(self, template_state):
-    """(rounds done, state, sampler bytes, records) of the latest, or None.
+  def load(self, template_state, with_best: bool = False):
+    """(rounds done, state, sampler bytes, records, best state) of the
+    latest, or None.
 
     `template_state`: a process state of the same structure (e.g. a fresh
-    `process.initialize()`).
+    `process.initialize()`). `with_best`: the checkpoint also holds the state
+    of the stage's best round (`save(best_state=...)`); else that is None.
     """
     rounds = self.latest_round()
     if rounds == 0:
       return None
     path = os.path.join(self.root_dir, f'round_{rounds}')
     structure = {'state': template_state, 'clients': '', 'history': ''}
+    if with_best:
+      structure['best'] = template_state
     try:
       loaded = asyncio.run(self._manager.load(rounds, structure))
       sampler = _text(loaded['clients']).encode()
@@ -78,20 +82,25 @@ class StageCheckpoints:
                             f'({type(e).__name__}); remove it to restart that '
                             'stage') from None
     _check_fits(path, loaded['state'], template_state)
+    if with_best:
+      _check_fits(path, loaded['best'], template_state)
     if not isinstance(history, list) or len(history) != rounds:
       raise CheckpointError(f'checkpoint {path} holds {len(history)} round '
                             f'records for {rounds} rounds')
-    return rounds, loaded['state'], sampler, history
+    return rounds, loaded['state'], sampler, history, loaded.get('best')
 
   def save(self, rounds: int, state, sampler: bytes,
-           history: list[dict]) -> None:
+           history: list[dict], best_state=None) -> None:
     """Saves the state after `rounds` rounds (`sampler`: the client data
-    source iterator's bytes then); no-op if already saved."""
+    source iterator's bytes then; `best_state`: that of the best round so
+    far, if kept); no-op if already saved."""
     if rounds <= self.latest_round():
       return
     program_state = {'state': state,
                      'clients': sampler.decode(),
                      'history': json.dumps(history)}
+    if best_state is not None:
+      program_state['best'] = best_state
     asyncio.run(self._manager.save(program_state, rounds))
 
 

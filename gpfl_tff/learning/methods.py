@@ -35,6 +35,13 @@ led to one client's model) and client updates (every client's local training
 in every round of every stage on the path, all groups together), plus
 whether each evaluated client was fine-tuned.
 
+Stage selection (`stage_selection`): 'last' keeps each federated stage's
+state after its last round; 'best' keeps the state of its best validated
+round (the lowest perplexity on the stage's validation curve, round 0 = its
+start included): early stopping on validation clients' validation splits,
+applied alike to every stage, so that no method gets a selection the others
+lack. Budgets count every round run either way.
+
 Group stage rule: a group with fewer than `min_group_clients` clients is not
 trained; it keeps its start weights, and `groups_kept_start` lists it.
 
@@ -145,6 +152,7 @@ _GROUPING_SEED = 8
 _UNSEEN_SEED = 9
 _SPLIT_SEED = 7
 EVAL_CLIENTS = ('report', 'tuning', 'all')
+STAGE_SELECTIONS = ('last', 'best')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +179,7 @@ class StageConfig:
   grouping_statistic: str = 'pearson'
   prior_precision: float = -1.0
   unseen_fraction: float = 0.0
+  stage_selection: str = 'last'
 
   def __post_init__(self):
     if self.eval_split not in ('validation', 'test'):
@@ -189,6 +198,14 @@ class StageConfig:
     if self.groups == 'given' and self.num_groups:
       raise ValueError('num_groups applies to inferred or random groups '
                        '(given groups are as many as the data has)')
+    if self.stage_selection not in STAGE_SELECTIONS:
+      raise ValueError('stage_selection must be one of '
+                       f'{", ".join(STAGE_SELECTIONS)}, got '
+                       f'{self.stage_selection!r}')
+    if self.stage_selection == 'best' and not (self.curve_every > 0
+                                               and self.curve_clients > 0):
+      raise ValueError('stage_selection best picks rounds on the validation '
+                       'curves: curve_every and curve_clients must be above 0')
     if not 0.0 <= self.unseen_fraction < 1.0:
       raise ValueError('unseen_fraction must be in [0, 1), got '
                        f'{self.unseen_fraction}')
@@ -435,7 +452,8 @@ class StageTree:
         validate=self._validator(clients.client_ids),
         validate_every=self.config.curve_every,
         checkpoints=None if self.store is None else self.store.stage(stage),
-        run_round=self.run_round)
+        run_round=self.run_round,
+        keep_best=self.config.stage_selection == 'best')
     return state
 
   def _validator(self, client_ids):
@@ -465,10 +483,19 @@ class StageTree:
     return validate
 
   def curves(self) -> dict[str, list[list[float]]]:
-    """stage -> [[round, validation perplexity], ...] of every trained stage."""
-    return {stage: [[r['round'], r['validation_perplexity']] for r in records
-                    if 'validation_perplexity' in r]
+    """stage -> [[round, validation perplexity], ...] of every trained stage
+    (from round 0, the start, where it was validated)."""
+    return {stage: [[0, r['start_validation_perplexity']] for r in records[:1]
+                    if 'start_validation_perplexity' in r]
+            + [[r['round'], r['validation_perplexity']] for r in records
+               if 'validation_perplexity' in r]
             for stage, records in self.history.items()}
+
+  def kept_rounds(self) -> dict[str, int]:
+    """stage -> the round whose state it kept (stage_selection best)."""
+    return {stage: records[-1]['kept_round']
+            for stage, records in self.history.items()
+            if records and 'kept_round' in records[-1]}
 
   # Groups ---------------------------------------------------------------
 

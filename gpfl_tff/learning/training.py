@@ -105,7 +105,7 @@ def run_rounds(process, state, clients: data_source.ClientIdsIterator,
                on_round: Callable[[dict], None] | None = None,
                validate: Callable[[object], float] | None = None,
                validate_every: int = 0, checkpoints=None,
-               run_round: Callable | None = None):
+               run_round: Callable | None = None, keep_best: bool = False):
   """Runs `rounds` rounds, each over `clients.select(clients_per_round)`.
 
   `clients`: the stage's client data source iterator; `dataset_fn` maps a
@@ -123,20 +123,32 @@ def run_rounds(process, state, clients: data_source.ClientIdsIterator,
   Ctrl-C or SIGTERM turned into SystemExit), saves the last finished round
   before the exception goes on.
 
+  With `keep_best` (needs `validate` and `validate_every`), the stage
+  returns the state of its best validated round instead of its last: the
+  lowest validation perplexity among round 0 (the start state, validated
+  first) and the validated rounds, the earliest on a tie. Every round still
+  runs (the budget is unchanged). The first record then holds
+  `start_validation_perplexity`, the last `kept_round`; checkpoints also
+  hold the best state.
+
   Returns:
-    (state, history): the final state and one dict per round with `round`,
-    `clients`, `train_perplexity`, `seconds` and, on validated rounds,
-    `validation_perplexity`.
+    (state, history): the final (or kept) state and one dict per round with
+    `round`, `clients`, `train_perplexity`, `seconds` and, on validated
+    rounds, `validation_perplexity`.
   """
+  if keep_best and (validate is None or validate_every <= 0):
+    raise ValueError('keeping the best round needs validation rounds')
+  start_state = state
   history = []
   done = 0
+  best_state = None
   # The iterator as it was after the last finished round: a round stopped
   # midway has selected its clients already.
   clients_done = clients.to_bytes()
   if checkpoints is not None:
-    loaded = checkpoints.load(state)
+    loaded = checkpoints.load(state, with_best=keep_best)
     if loaded is not None:
-      done, state, clients_done, history = loaded
+      done, state, clients_done, history, best_state = loaded
       if done > rounds:
         raise ValueError(f'{checkpoints.root_dir} holds {done} rounds, more '
                          f'than the {rounds} asked for')
@@ -153,6 +165,11 @@ def run_rounds(process, state, clients: data_source.ClientIdsIterator,
       if on_round is not None:
         for record in history:
           on_round(record)
+  best = None  # (validation perplexity, round, state) with keep_best.
+  if keep_best:
+    start_perplexity = (history[0]['start_validation_perplexity']
+                        if history else validate(start_state))
+    best = _best_of((start_perplexity, 0, start_state), history, best_state)
   try:
     for round_num in range(done + 1, rounds + 1):
       start = time.time()
@@ -166,17 +183,38 @@ def run_rounds(process, state, clients: data_source.ClientIdsIterator,
       if validate is not None and validate_every > 0 and (
           round_num % validate_every == 0 or round_num == rounds):
         record['validation_perplexity'] = validate(output.state)
+      if best is not None:
+        if round_num == 1:
+          record['start_validation_perplexity'] = best[0]
+        best = _best_of(best, [record], output.state)
+        if round_num == rounds:
+          record['kept_round'] = best[1]
       # The round counts once its record is complete.
       state, done = output.state, round_num
       clients_done = clients.to_bytes()
       history.append(record)
       if checkpoints is not None and (round_num % checkpoints.every == 0
                                       or round_num == rounds):
-        checkpoints.save(round_num, state, clients_done, history)
+        checkpoints.save(round_num, state, clients_done, history,
+                         best_state=None if best is None else best[2])
       if on_round is not None:
         on_round(record)
   except BaseException:
     if checkpoints is not None and done > 0:
-      checkpoints.save(done, state, clients_done, history)
+      checkpoints.save(done, state, clients_done, history,
+                       best_state=None if best is None else best[2])
     raise
-  return state, history
+  return (state if best is None else best[2]), history
+
+
+def _best_of(best, records, state):
+  """(perplexity, round, state) `best`, or `records`' best validated round
+  (whose state is `state`) if it is lower."""
+  validated = [(r['validation_perplexity'], r['round']) for r in records
+               if 'validation_perplexity' in r]
+  if validated:
+    perplexity, round_num = min(validated, key=lambda v: (v[0], v[1]))
+    if perplexity < best[0]:
+      return (perplexity, round_num, state)
+  return best
+

@@ -34,7 +34,7 @@ class CheckpointsTest(tf.test.TestCase):
         synthetic.cycle_windows(words=6, offset=i, windows=8))
                 for i in range(5)}
 
-  def _run(self, store=None, stop_at=None, seen=None):
+  def _run(self, store=None, stop_at=None, seen=None, validate=None):
     """Rounds from a fresh state; raises _Stop when round `stop_at` starts."""
     started = []
 
@@ -50,7 +50,8 @@ class CheckpointsTest(tf.test.TestCase):
         data_source.ClientIdsIterator(sorted(self.data),
                                       np.random.default_rng(3)),
         dataset_fn, _ROUNDS, clients_per_round=2,
-        on_round=None if seen is None else seen.append, checkpoints=store)
+        on_round=None if seen is None else seen.append, checkpoints=store,
+        validate=validate, validate_every=1, keep_best=validate is not None)
 
   def test_stopped_and_resumed_equals_uninterrupted(self):
     root = self.create_tempdir().full_path
@@ -77,6 +78,31 @@ class CheckpointsTest(tf.test.TestCase):
     # At most two versions are kept, the last the whole stage.
     self.assertEqual(sorted(os.listdir(root)),
                      ['round_6', f'round_{_ROUNDS}'])
+
+  def test_best_round_before_the_last_checkpoint_survives_a_resume(self):
+    def total(state):
+      return sum(float(np.sum(w)) for w in tf.nest.flatten(
+          self.process.get_model_weights(state)))
+
+    root = self.create_tempdir().full_path
+    with runtime.local_runtime():
+      totals = []
+      self._run(validate=lambda s: totals.append(total(s)) or 1.0)
+
+      def validate(state):  # Lowest at round 3 (totals[0]: the start).
+        return 1.0 + abs(total(state) - totals[3])
+
+      kept, history = self._run(validate=validate)
+      store = checkpoints.StageCheckpoints(root, every=2)
+      with self.assertRaises(_Stop):  # Rounds 1-4 done, round 4 saved.
+        self._run(store, stop_at=5, validate=validate)
+      self.assertEqual(store.latest_round(), 4)
+      resumed, resumed_history = self._run(store, validate=validate)
+      self.assertAlmostEqual(total(kept), totals[3], places=4)
+    self.assertEqual(history[-1]['kept_round'], 3)
+    self.assertEqual(resumed_history[-1]['kept_round'], 3)
+    for a, b in zip(tf.nest.flatten(kept), tf.nest.flatten(resumed)):
+      self.assertAllEqual(a, b)
 
   def test_unreadable_checkpoint_is_an_error_naming_it(self):
     root = self.create_tempdir().full_path

@@ -261,6 +261,43 @@ class SplitClientsTest(absltest.TestCase):
       methods.StageConfig(tuning_fraction=1.0)
     with self.assertRaisesRegex(ValueError, 'eval_clients'):
       methods.StageConfig(eval_clients='everyone')
+    with self.assertRaisesRegex(ValueError, 'stage_selection must be one'):
+      methods.StageConfig(stage_selection='first')
+    with self.assertRaisesRegex(ValueError, 'curve_every and curve_clients'):
+      methods.StageConfig(stage_selection='best', curve_every=0)
+
+
+class BestRoundTest(tf.test.TestCase):
+  """stage_selection='best': every stage keeps its best validated round."""
+
+  def test_each_stage_keeps_the_lowest_point_of_its_curve(self):
+    directory = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    data = synthetic.prepare_grouped(directory, {'a': 3, 'b': 3})
+    # A client learning rate this high overshoots: some rounds are worse.
+    training_config = training.TrainingConfig(
+        clients_per_round=3, client_learning_rate=2.0, batch_size=4)
+    config = methods.StageConfig(
+        global_rounds=4, group_rounds=4, finetune_epochs=0, seed=0,
+        eval_clients='all', curve_every=1, stage_selection='best')
+    with runtime.local_runtime():
+      results = experiment.run(data, synthetic.TINY, training_config, config,
+                               ['fl', 'fl_matched', 'groupfl']).results
+    curves, kept = results['curves'], results['kept_rounds']
+    self.assertCountEqual(kept, ['global', 'fl_matched', 'group/a',
+                                 'group/b'])
+    self.assertCountEqual(curves, kept)
+    for stage, curve in curves.items():
+      self.assertEqual([r for r, _ in curve], [0, 1, 2, 3, 4], stage)
+      lowest = min(p for _, p in curve)
+      self.assertEqual(kept[stage],
+                       next(r for r, p in curve if p == lowest), stage)
+    # The test's overshooting rate makes at least one stage keep an earlier
+    # round than its last.
+    self.assertTrue(any(kept[s] < curves[s][-1][0] for s in kept), curves)
+    # fl_matched continues from the global stage's kept state (the same
+    # validation clients: all of them).
+    global_kept = dict(curves['global'])[kept['global']]
+    self.assertAlmostEqual(curves['fl_matched'][0][1], global_kept, places=4)
 
 
 if __name__ == '__main__':

@@ -135,6 +135,46 @@ class RunRoundsTest(parameterized.TestCase, tf.test.TestCase):
     self.assertFalse(synthetic.weights_equal(
         weights, language_model.initial_weights(model_fn)))
 
+  @parameterized.parameters(
+      ([10.0, 8.0, 5.0, 7.0], 4),  # a middle round
+      ([10.0, 5.0, 5.0, 7.0], 2),  # the earliest of a tie
+      ([4.0, 8.0, 5.0, 7.0], 0))  # the start: no round improved on it
+  def test_keep_best_returns_the_best_validated_round(self, scripted, kept):
+    model_fn = synthetic.tiny_model_fn(vocab_size=8)
+    process = training.build_process(model_fn, training.TrainingConfig(
+        clients_per_round=2, client_learning_rate=0.5, batch_size=4))
+    data = {f'c{i}': synthetic.token_dataset(
+        synthetic.cycle_windows(words=6, offset=i, windows=8))
+            for i in range(4)}
+    validated = []  # The weights of each validation: start, rounds 2, 4, 6.
+
+    def validate(state):
+      validated.append(process.get_model_weights(state))
+      return scripted[len(validated) - 1]
+
+    def run(**kwargs):
+      return training.run_rounds(
+          process, training.start_state(process),
+          data_source.ClientIdsDataSource(sorted(data), seed=0).iterator(),
+          lambda c: data[c], rounds=6, clients_per_round=2, **kwargs)
+
+    with runtime.local_runtime():
+      state, history = run(validate=validate, validate_every=2,
+                           keep_best=True)
+      weights = process.get_model_weights(state)
+      last, _ = run()
+      last_weights = process.get_model_weights(last)
+      with self.assertRaisesRegex(ValueError, 'needs validation rounds'):
+        run(keep_best=True)
+    self.assertLen(validated, 4)
+    self.assertTrue(synthetic.weights_equal(weights, validated[kept // 2]))
+    self.assertEqual(history[0]['start_validation_perplexity'], scripted[0])
+    self.assertEqual(history[-1]['kept_round'], kept)
+    self.assertEqual([r['validation_perplexity'] for r in history
+                      if 'validation_perplexity' in r], scripted[1:])
+    # Selection does not change the rounds: the last state is as without it.
+    self.assertTrue(synthetic.weights_equal(last_weights, validated[3]))
+
   def test_start_state_holds_the_given_weights(self):
     model_fn = synthetic.tiny_model_fn(vocab_size=8)
     process = training.build_process(model_fn, training.TrainingConfig())
