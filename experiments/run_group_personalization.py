@@ -154,12 +154,15 @@ class _StopRequests:
       raise _Stopped(self.signum)
 
 
-def _check_resumable(state_dir: str, run_config: dict) -> None:
+def _check_resumable(state_dir: str, run_config: dict,
+                     defaults: dict) -> None:
   """Refuses a run whose configuration differs from the one in `state_dir`.
 
   The first run writes its configuration there; a later run must match it
   field by field (field names are flag names), or it ends with one error
-  line: resumed stages and kept evaluations would not be its own.
+  line: resumed stages and kept evaluations would not be its own. A field
+  the stored run does not record was added to the code since; it held its
+  default then (`defaults`: part -> field -> default).
   """
   path = os.path.join(state_dir, 'run.json')
   if not os.path.exists(path):
@@ -177,11 +180,18 @@ def _check_resumable(state_dir: str, run_config: dict) -> None:
   for part in sorted(set(stored) | set(run_config)):
     before, now = stored.get(part, {}), run_config.get(part, {})
     for name in sorted(set(before) | set(now)):
-      if before.get(name) != now.get(name):
+      old = before.get(name, defaults.get(part, {}).get(name))
+      if old != now.get(name):
         cli.fail(
             f'{os.path.dirname(state_dir)} holds a run with --{name}='
-            f'{before.get(name)}; this command gives --{name}={now.get(name)}'
+            f'{old}; this command gives --{name}={now.get(name)}'
             ' (use another --output_dir, or the same flags to resume)')
+
+
+def _defaults(config_type) -> dict:
+  """field -> default of a dataclass's fields that have one."""
+  return {f.name: f.default for f in dataclasses.fields(config_type)
+          if f.default is not dataclasses.MISSING}
 
 
 def main(argv):
@@ -243,7 +253,10 @@ def main(argv):
         'dataset': dataclasses.asdict(config),
         'model': {'model': common_flags.MODEL.value},
         'training': dataclasses.asdict(training_config),
-        'stages': dataclasses.asdict(stage_config)})
+        'stages': dataclasses.asdict(stage_config)}, {
+            'dataset': _defaults(type(config)),
+            'training': _defaults(type(training_config)),
+            'stages': _defaults(type(stage_config))})
     store = checkpoints.RunStore(state_dir, CHECKPOINT_EVERY.value)
   releaser = release.RoundReleaser(output_dir)
   with contextlib.ExitStack() as stack:

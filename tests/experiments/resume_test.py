@@ -139,6 +139,21 @@ class ResumeTest(absltest.TestCase):
     again = os.path.join(self.root, 'again')
     shutil.copytree(self.whole, again)
     os.remove(os.path.join(again, 'results.json'))
+    # As if written before --stage_selection existed: the field is missing,
+    # and the run held its default (last) then.
+    path = os.path.join(again, 'state', 'run.json')
+    with open(path, encoding='utf-8') as f:
+      stored = json.load(f)
+    del stored['stages']['stage_selection']
+    with open(path, 'w', encoding='utf-8') as f:
+      json.dump(stored, f)
+    refused = prepare_runner.run_module(
+        _MODULE, *self.flags, '--stage_selection=best',
+        f'--output_dir={again}', timeout=300)
+    self.assertEqual(refused.returncode, 2)
+    self.assertLen(refused.stderr_lines, 1)
+    self.assertIn('--stage_selection=last; this command gives '
+                  '--stage_selection=best', refused.stderr_lines[0])
     run = prepare_runner.run_module(_MODULE, *self.flags,
                                     f'--output_dir={again}', timeout=600)
     self.assertEqual(run.returncode, 0, run.stderr)
