@@ -213,8 +213,7 @@ def _best_of(best, records, state):
   validated = [(r['validation_perplexity'], r['round']) for r in records
                if 'validation_perplexity' in r]
   if validated:
-    perplexity, round_num = min(validated, key=lambda v: (v[0], v[1]))
+    perplexity, round_num = min(validated)  # The earliest on a tie.
     if perplexity < best[0]:
       return (perplexity, round_num, state)
   return best
-

@@ -111,13 +111,19 @@ class RunRoundsTest(parameterized.TestCase, tf.test.TestCase):
         training.TrainingConfig(server_optimizer=name))
     self.assertIsInstance(process, tff.learning.templates.LearningProcess)
 
-  def test_perplexity_falls_over_rounds(self):
+  @staticmethod
+  def _process_and_clients():
+    """(model_fn, a learning process, client id -> dataset) of 4 clients."""
     model_fn = synthetic.tiny_model_fn(vocab_size=8)
     process = training.build_process(model_fn, training.TrainingConfig(
         clients_per_round=2, client_learning_rate=0.5, batch_size=4))
     data = {f'c{i}': synthetic.token_dataset(
         synthetic.cycle_windows(words=6, offset=i, windows=8))
             for i in range(4)}
+    return model_fn, process, data
+
+  def test_perplexity_falls_over_rounds(self):
+    model_fn, process, data = self._process_and_clients()
     seen = []
     with runtime.local_runtime():
       state = training.start_state(process)
@@ -140,12 +146,7 @@ class RunRoundsTest(parameterized.TestCase, tf.test.TestCase):
       ([10.0, 5.0, 5.0, 7.0], 2),  # the earliest of a tie
       ([4.0, 8.0, 5.0, 7.0], 0))  # the start: no round improved on it
   def test_keep_best_returns_the_best_validated_round(self, scripted, kept):
-    model_fn = synthetic.tiny_model_fn(vocab_size=8)
-    process = training.build_process(model_fn, training.TrainingConfig(
-        clients_per_round=2, client_learning_rate=0.5, batch_size=4))
-    data = {f'c{i}': synthetic.token_dataset(
-        synthetic.cycle_windows(words=6, offset=i, windows=8))
-            for i in range(4)}
+    _, process, data = self._process_and_clients()
     validated = []  # The weights of each validation: start, rounds 2, 4, 6.
 
     def validate(state):
