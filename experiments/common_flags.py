@@ -39,6 +39,10 @@ PRIOR_PRECISION = flags.DEFINE_float(
     'prior_precision', -1.0, 'groupperfl_prior: precision of the Gaussian '
     'prior around the group model (its strength); negative: per group by '
     'empirical Bayes from the tuning clients\' fine-tuning deltas.')
+PRIOR_ESTIMATOR = flags.DEFINE_enum(
+    'prior_estimator', 'per_tensor', list(methods_lib.PRIOR_ESTIMATORS),
+    'groupperfl_prior with empirical Bayes: one prior variance per weight '
+    'tensor (per_tensor) or one for all parameters (isotropic).')
 GROUPING_STATISTIC = flags.DEFINE_enum(
     'grouping_statistic', 'pearson', list(grouping.STATISTICS),
     'With --groups=inferred: the per-client statistic clustered (pearson: '
@@ -99,6 +103,7 @@ def stage_config(**stages) -> methods_lib.StageConfig:
       finetune_learning_rate=FINETUNE_LR.value,
       finetune_patience=FINETUNE_PATIENCE.value,
       prior_precision=PRIOR_PRECISION.value,
+      prior_estimator=PRIOR_ESTIMATOR.value,
       grouping_statistic=GROUPING_STATISTIC.value,
       eval_batch_size=EVAL_BATCH_SIZE.value, seed=SEED.value,
       global_rounds=GLOBAL_ROUNDS.value, group_rounds=GROUP_ROUNDS.value,

@@ -162,7 +162,9 @@ def _check_resumable(state_dir: str, run_config: dict,
   field by field (field names are flag names), or it ends with one error
   line: resumed stages and kept evaluations would not be its own. A field
   the stored run does not record was added to the code since; it held its
-  default then (`defaults`: part -> field -> default).
+  default then, or the value that gives the behaviour of the code before it
+  (`defaults`: part -> field -> that value; see
+  `methods.VALUES_BEFORE_FIELD`).
   """
   path = os.path.join(state_dir, 'run.json')
   if not os.path.exists(path):
@@ -256,7 +258,8 @@ def main(argv):
         'stages': dataclasses.asdict(stage_config)}, {
             'dataset': _defaults(type(config)),
             'training': _defaults(type(training_config)),
-            'stages': _defaults(type(stage_config))})
+            'stages': {**_defaults(type(stage_config)),
+                       **methods_lib.VALUES_BEFORE_FIELD}})
     store = checkpoints.RunStore(state_dir, CHECKPOINT_EVERY.value)
   releaser = release.RoundReleaser(output_dir)
   with contextlib.ExitStack() as stack:

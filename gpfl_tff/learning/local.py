@@ -12,13 +12,15 @@
   evaluate     (TF)  weights, data -> OrderedDict(loss_sum, token_count,
                      correct_count) over the counted tokens.
   evaluate_clients  (federated)  weights@SERVER, data@CLIENTS -> sums@CLIENTS.
-  run_prior    (federated)  as `run`, plus prior precision@SERVER: MAP
-                     fine-tuning under a Gaussian prior centred on the
-                     given weights (`fine_tune`, `prior_prox`).
+  run_prior    (federated)  as `run`, plus prior precisions@SERVER (float32,
+                     one per trainable tensor): MAP fine-tuning under a
+                     Gaussian prior centred on the given weights
+                     (`fine_tune`, `prior_prox`).
   prior_spread (federated)  weights@SERVER, train and validation data
                      @CLIENTS, epochs, learning rate, patience@SERVER ->
-                     mean over clients of ||tuned - weights||^2 / D@SERVER
-                     (D parameters), for the empirical-Bayes prior.
+                     float32 [tensors]@SERVER: per trainable tensor k, the
+                     mean over clients of ||tuned_k - weights_k||^2 / D_k
+                     (D_k its entries), for the empirical-Bayes prior.
   run          (federated)  weights@SERVER, train, validation and test data
                      @CLIENTS, epochs, learning rate and patience @SERVER ->
                      OrderedDict(sums..., best_epoch)@CLIENTS: the test sums of
@@ -93,20 +95,24 @@ def _mean_loss(sums):
 
 
 def prior_prox(weights, center, step):
-  """The proximal step of the prior term (step / 2) ||w - center||^2:
-  argmin_v ||v - w||^2 / 2 + (step / 2) ||v - center||^2, per tensor.
+  """The proximal step of the prior term sum_k (step_k / 2) ||w_k - c_k||^2:
+  per tensor k, argmin_v ||v - w_k||^2 / 2 + (step_k / 2) ||v - c_k||^2.
 
-  MAP fine-tuning of a client with n counted train tokens minimizes
-  mean_loss(w) + (precision / (2 n)) ||w - center||^2 (n times this is the
-  negative log posterior under the prior w ~ N(center, I / precision)).
-  Each SGD step on mean_loss with learning rate eta is followed by this
-  proximal step with step = eta * precision / n: proximal gradient descent,
+  `step` holds one value per tensor, or one for all (a scalar). MAP
+  fine-tuning of a client with n counted train tokens minimizes
+  mean_loss(w) + sum_k (precision_k / (2 n)) ||w_k - center_k||^2 (n times
+  this is the negative log posterior under the prior w_k ~ N(center_k,
+  I / precision_k), independent over tensors k). Each SGD step on mean_loss
+  with learning rate eta is followed by this proximal step with
+  step_k = eta * precision_k / n: proximal gradient descent,
   whose fixed point is the MAP estimate, and which stays stable however
   strong the prior (a plain gradient step on the prior term diverges once
   eta * precision / n > 2). `tests/learning/prior_test.py` checks it against
   the closed-form posterior mean of a Gaussian hierarchy.
   """
-  return tuple((w + step * c) / (1.0 + step) for w, c in zip(weights, center))
+  steps = tf.broadcast_to(tf.cast(step, tf.float32), [len(weights)])
+  return tuple((w + steps[k] * c) / (1.0 + steps[k])
+               for k, (w, c) in enumerate(zip(weights, center)))
 
 
 def _token_count(dataset):
@@ -120,7 +126,8 @@ def fine_tune(model, weights, train_data, validation_data, epochs,
               learning_rate, patience, prior_precision=None):
   """Fine-tunes `model` from `weights`; leaves the best epoch's weights in it.
 
-  With `prior_precision` (a float32 scalar), every SGD step is followed by
+  With `prior_precision` (float32: one per trainable tensor, or a scalar for
+  all), every SGD step is followed by
   the prior's proximal step (`prior_prox`), centred on the input weights:
   MAP under a Gaussian prior centred on the start (the group) model. None:
   plain fine-tuning.
@@ -245,8 +252,10 @@ def build_local_stage(model_fn) -> LocalStage:
     return _fine_tuned_sums(model_fn, weights, train_data, validation_data,
                             test_data, epochs, learning_rate, patience)
 
+  precisions_type = tff.TensorType(np.float32, [len(weights_type.trainable)])
+
   @tff.tensorflow.computation(weights_type, data_type, data_type, data_type,
-                              tf.int32, tf.float32, tf.int32, tf.float32)
+                              tf.int32, tf.float32, tf.int32, precisions_type)
   def personalize_prior_and_evaluate(weights, train_data, validation_data,
                                      test_data, epochs, learning_rate,
                                      patience, prior_precision):
@@ -256,8 +265,8 @@ def build_local_stage(model_fn) -> LocalStage:
 
   @tff.tensorflow.computation(weights_type, data_type, data_type, tf.int32,
                               tf.float32, tf.int32)
-  def delta_square(weights, train_data, validation_data, epochs,
-                   learning_rate, patience):
+  def delta_squares(weights, train_data, validation_data, epochs,
+                    learning_rate, patience):
     model = model_fn()
 
     @tf.function
@@ -265,10 +274,9 @@ def build_local_stage(model_fn) -> LocalStage:
       fine_tune(model, weights, train_data, validation_data, epochs,
                 learning_rate, patience)
       tuned = tff.learning.models.ModelWeights.from_model(model).trainable
-      squares = tf.add_n([tf.reduce_sum(tf.square(t - w))
-                          for t, w in zip(tuned, weights.trainable)])
-      size = sum(int(np.prod(w.shape)) for w in weights.trainable)
-      return squares / float(size)
+      # Per tensor: its mean squared delta.
+      return tf.stack([tf.reduce_mean(tf.square(t - w))
+                       for t, w in zip(tuned, weights.trainable)])
 
     return tune_and_measure()
 
@@ -297,7 +305,7 @@ def build_local_stage(model_fn) -> LocalStage:
       tff.FederatedType(np.int32, tff.SERVER),
       tff.FederatedType(np.float32, tff.SERVER),
       tff.FederatedType(np.int32, tff.SERVER),
-      tff.FederatedType(np.float32, tff.SERVER))
+      tff.FederatedType(precisions_type, tff.SERVER))
   def run_prior(weights, train_data, validation_data, test_data, epochs,
                 learning_rate, patience, prior_precision):
     return tff.federated_map(
@@ -318,7 +326,7 @@ def build_local_stage(model_fn) -> LocalStage:
   def prior_spread(weights, train_data, validation_data, epochs,
                    learning_rate, patience):
     return tff.federated_mean(tff.federated_map(
-        delta_square,
+        delta_squares,
         (tff.federated_broadcast(weights), train_data, validation_data,
          tff.federated_broadcast(epochs),
          tff.federated_broadcast(learning_rate),

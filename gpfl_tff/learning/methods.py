@@ -104,7 +104,7 @@ class Method:
   start: `initial`, a stage of STAGE_TABLE, or for reference rows
   `unigram` / `group_unigram`.
   prior: fine-tune under a Gaussian prior centred on the start model, its
-    precision per group by empirical Bayes (`StageTree.prior_precisions`).
+    precisions per group by empirical Bayes (`StageTree.prior_precisions`).
   """
   start: str
   finetune: bool = False
@@ -153,6 +153,11 @@ _UNSEEN_SEED = 9
 _SPLIT_SEED = 7
 EVAL_CLIENTS = ('report', 'tuning', 'all')
 STAGE_SELECTIONS = ('last', 'best')
+PRIOR_ESTIMATORS = ('per_tensor', 'isotropic')
+# Fields added since runs were first stored, whose behaviour before they
+# existed differs from their default: a stored run without the field ran with
+# this value (resuming such a run must ask for it).
+VALUES_BEFORE_FIELD = {'prior_estimator': 'isotropic'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +183,7 @@ class StageConfig:
   num_groups: int = 0
   grouping_statistic: str = 'pearson'
   prior_precision: float = -1.0
+  prior_estimator: str = 'per_tensor'
   unseen_fraction: float = 0.0
   stage_selection: str = 'last'
 
@@ -206,6 +212,10 @@ class StageConfig:
                                                and self.curve_clients > 0):
       raise ValueError('stage_selection best picks rounds on the validation '
                        'curves: curve_every and curve_clients must be above 0')
+    if self.prior_estimator not in PRIOR_ESTIMATORS:
+      raise ValueError('prior_estimator must be one of '
+                       f'{", ".join(PRIOR_ESTIMATORS)}, got '
+                       f'{self.prior_estimator!r}')
     if not 0.0 <= self.unseen_fraction < 1.0:
       raise ValueError('unseen_fraction must be in [0, 1), got '
                        f'{self.unseen_fraction}')
@@ -744,8 +754,10 @@ class StageTree:
         if precisions is None:
           sums = self.local_stage.run(*args)
         else:
-          sums = self.local_stage.run_prior(
-              *args, np.float32(precisions[group]['precision']))
+          # One precision per trainable tensor (a number: the same for all).
+          sums = self.local_stage.run_prior(*args, np.broadcast_to(
+              np.float32(precisions[group]['precision']),
+              [len(weights.trainable)]).copy())
       else:
         sums = self.local_stage.evaluate_clients(weights, scored)
       # Plain Python numbers: the same whether computed or resumed.
@@ -832,17 +844,27 @@ class StageTree:
 
   def prior_precisions(self, start: str) -> dict:
     """group -> {'precision', 'spread', 'clients'} of the Gaussian prior
-    around the group's model of `start`: `config.prior_precision` if it is
-    not negative (a value tuned on tuning clients), else by empirical Bayes:
+    around the group's model of `start`.
 
-    The prior w_client ~ N(w_group, tau^2 I) has tau^2 estimated as the
-    mean over the group's tuning clients (never reported) of
-    ||w_tuned - w_group||^2 / D, where w_tuned is plain fine-tuning (the
-    same epochs, learning rate and patience) and D the number of parameters
-    (`local_stage.prior_spread`, a federated mean); precision = 1 / tau^2.
-    Fine-tuning stops early, so tau^2 is underestimated and the prior leans
-    to the strong side. A group without tuning clients gets precision 0
-    (plain fine-tuning).
+    `config.prior_precision` >= 0: that precision for every tensor (a value
+    tuned on tuning clients). Negative: empirical Bayes, from the group's
+    tuning clients (never reported), each fine-tuned plainly (the same
+    epochs, learning rate and patience) and its delta w_tuned - w_group
+    measured per trainable tensor (`local_stage.prior_spread`, a federated
+    mean over the clients), by `config.prior_estimator`:
+      per_tensor  w_k ~ N(w_group_k, tau_k^2 I) independently for each weight
+                  tensor k; tau_k^2 = mean over clients of ||delta_k||^2 /
+                  D_k (D_k its entries); precision_k = 1 / tau_k^2.
+                  'precision' and 'spread' are lists, one per tensor.
+      isotropic   one tau^2 for all D parameters: sum_k D_k tau_k^2 / D;
+                  'precision' and 'spread' are numbers.
+    Why per tensor: fine-tuning moves a few tensors (the output bias above
+    all) much further than the rest; a variance averaged over every
+    parameter is set by the many that barely move, and holds the ones that
+    do far too tightly (docs/RESULTS.md measures both). Fine-tuning stops
+    early, so tau^2 is underestimated and the prior leans to the strong
+    side. A zero spread (no tuning client, or a tensor no client moved)
+    gives precision 0 (no prior on it).
     """
     def estimate():
       if self.config.prior_precision >= 0:
@@ -857,18 +879,25 @@ class StageTree:
       for group, weights in weights_by_group.items():
         clients = [c for c in self.clients_of(
             group, self._grouping_stage(start)) if c in tuning_clients]
-        spread = 0.0
+        sizes = np.array([np.size(w) for w in weights.trainable], np.float64)
+        spreads = np.zeros(len(sizes))
         if clients:
-          spread = float(self.local_stage.prior_spread(
+          spreads = np.asarray(self.local_stage.prior_spread(
               weights, [self.batches.dataset('train', c) for c in clients],
               [self.batches.dataset('validation', c,
                                     batch_size=self.config.eval_batch_size)
                for c in clients],
               np.int32(self.config.finetune_epochs),
               np.float32(self.config.finetune_learning_rate),
-              np.int32(self.config.finetune_patience)))
-        result[group] = {'precision': 1.0 / spread if spread > 0 else 0.0,
-                         'spread': spread, 'clients': float(len(clients))}
+              np.int32(self.config.finetune_patience)), np.float64)
+        if self.config.prior_estimator == 'isotropic':
+          spread = float((sizes * spreads).sum() / sizes.sum())
+          precision = 1.0 / spread if spread > 0 else 0.0
+        else:
+          spread = [float(x) for x in spreads]
+          precision = [1.0 / x if x > 0 else 0.0 for x in spread]
+        result[group] = {'precision': precision, 'spread': spread,
+                         'clients': float(len(clients))}
       return result
 
     return self._stage(f'prior/{start}', estimate)

@@ -150,6 +150,37 @@ class StageTreeTest(tf.test.TestCase):
       self.tree.with_config(methods.StageConfig(**{
           **self.stage_config.__dict__, 'global_rounds': 4}))
 
+  def test_empirical_bayes_prior_per_tensor_and_isotropic(self):
+    base = {**self.stage_config.__dict__, 'finetune_epochs': 2,
+            'finetune_learning_rate': 0.5}
+    with runtime.local_runtime():
+      priors = {
+          estimator: self.tree.with_config(methods.StageConfig(**{
+              **base, 'prior_estimator': estimator})).prior_precisions(
+                  'group')
+          for estimator in methods.PRIOR_ESTIMATORS}
+    sizes = np.array([np.size(w) for w in self.global_weights.trainable])
+    measured = 0
+    for group, per_tensor in priors['per_tensor'].items():
+      pooled = priors['isotropic'][group]
+      self.assertEqual(per_tensor['clients'], pooled['clients'])
+      self.assertLen(per_tensor['spread'], len(sizes))
+      if not per_tensor['clients']:  # No tuning client: no prior.
+        self.assertEqual(pooled['precision'], 0.0)
+        self.assertEqual(set(per_tensor['precision']), {0.0})
+        continue
+      measured += 1
+      spread = np.array(per_tensor['spread'])
+      # The isotropic variance pools the tensors' by their sizes.
+      self.assertAllClose(pooled['spread'], sizes @ spread / sizes.sum(),
+                          rtol=1e-6)
+      self.assertAllClose(pooled['precision'], 1 / pooled['spread'])
+      self.assertAllClose(per_tensor['precision'],
+                          [1 / x if x > 0 else 0.0 for x in spread])
+      # Fine-tuning moves the tensors by different amounts.
+      self.assertGreater(spread.max(), 2 * spread[spread > 0].min())
+    self.assertGreater(measured, 0)
+
   def test_plan_names_every_reported_stage_and_its_steps(self):
     self.assertLen(self.plans, 1)
     plan = self.plans[0]

@@ -6,7 +6,9 @@ and n observations y_i ~ N(w_client, I). The posterior mean of w_client is
   (sum_i y_i + w_group / tau^2) / (n + 1 / tau^2).
 Proximal gradient descent on the mean loss mean_i ||y_i - w||^2 / 2 with
 `local.prior_prox` (precision 1 / tau^2) must reach it; tolerance 1e-5
-relative to its distance from the group mean.
+relative to its distance from the group mean. With one variance per tensor
+(tau_k, the `per_tensor` prior) each tensor's posterior mean is the same
+formula with its own tau_k.
 """
 
 import numpy as np
@@ -20,16 +22,26 @@ from tests.learning import synthetic
 
 def _map_by_proximal_descent(y, center, precision, learning_rate=0.5,
                              steps=400):
-  """The library's fine-tuning rule on the Gaussian likelihood."""
-  y = tf.constant(y, tf.float32)
-  n = float(y.shape[0])
-  w = (tf.constant(center, tf.float32),)
-  center = (tf.constant(center, tf.float32),)
-  step = learning_rate * precision / n
+  """The library's fine-tuning rule on the Gaussian likelihood.
+
+  y: [n, ...] observations of one tensor, or a tuple of such (one per
+  tensor, the same n); `precision`: a number, or one per tensor.
+  """
+  single = not isinstance(y, tuple)
+  ys = (y,) if single else y
+  ys = tuple(tf.constant(t, tf.float32) for t in ys)
+  n = float(ys[0].shape[0])
+  center = (center,) if single else center
+  center = tuple(tf.constant(c, tf.float32) for c in center)
+  w = center
+  step = learning_rate * np.asarray(precision, np.float32) / n
   for _ in range(steps):
-    grad = w[0] - tf.reduce_mean(y, axis=0)  # d/dw of the mean loss.
-    w = local.prior_prox((w[0] - learning_rate * grad,), center, step)
-  return w[0].numpy()
+    # d/dw of the mean loss, per tensor.
+    grads = tuple(v - tf.reduce_mean(t, axis=0) for v, t in zip(w, ys))
+    w = local.prior_prox(
+        tuple(v - learning_rate * g for v, g in zip(w, grads)), center, step)
+  found = tuple(v.numpy() for v in w)
+  return found[0] if single else found
 
 
 class GaussianHierarchyTest(tf.test.TestCase):
@@ -49,6 +61,26 @@ class GaussianHierarchyTest(tf.test.TestCase):
       shrink = n / (n + 1 / tau**2)
       self.assertAllClose(found - group, shrink * (y.mean(0) - group),
                           atol=1e-5)
+
+  def test_one_precision_per_tensor_is_each_tensors_posterior_mean(self):
+    rng = np.random.default_rng(2)
+    taus, shapes, n = (0.05, 1.0), ((4,), (2, 3)), 5
+    groups = tuple(rng.normal(size=s) for s in shapes)
+    clients = tuple(g + t * rng.normal(size=g.shape)
+                    for g, t in zip(groups, taus))
+    ys = tuple(c + rng.normal(size=(n,) + c.shape) for c in clients)
+    found = _map_by_proximal_descent(
+        ys, groups, precision=[1 / t**2 for t in taus])
+    for f, y, g, t in zip(found, ys, groups, taus):
+      posterior = (y.sum(0) + g / t**2) / (n + 1 / t**2)
+      self.assertAllClose(f, posterior,
+                          atol=1e-5 * np.linalg.norm(posterior - g))
+    # The tight tensor stays near its group mean, the loose one follows
+    # the data: what one shared variance cannot do.
+    self.assertLess(np.abs(found[0] - groups[0]).max(),
+                    0.2 * np.abs(ys[0].mean(0) - groups[0]).max())
+    self.assertGreater(np.abs(found[1] - groups[1]).mean(),
+                       0.7 * np.abs(ys[1].mean(0) - groups[1]).mean())
 
   def test_zero_precision_is_the_client_mean_and_a_huge_one_the_group(self):
     rng = np.random.default_rng(1)
@@ -71,6 +103,9 @@ class LocalStagePriorTest(tf.test.TestCase):
         synthetic.cycle_windows(words=5 + i, offset=i, windows=6),
         batch_size=4) for i in range(3)]
 
+  def _precisions(self, value):
+    return np.full([len(self.weights.trainable)], value, np.float32)
+
   def _args(self):
     return (self.weights, self.data, self.data, self.data, np.int32(2),
             np.float32(0.5), np.int32(0))
@@ -78,7 +113,7 @@ class LocalStagePriorTest(tf.test.TestCase):
   def test_precision_zero_is_plain_fine_tuning(self):
     with runtime.local_runtime():
       plain = self.stage.run(*self._args())
-      prior = self.stage.run_prior(*self._args(), np.float32(0.0))
+      prior = self.stage.run_prior(*self._args(), self._precisions(0.0))
     for a, b in zip(plain, prior):
       for key in a:
         self.assertAllClose(a[key], b[key], rtol=1e-6)
@@ -86,13 +121,13 @@ class LocalStagePriorTest(tf.test.TestCase):
   def test_a_strong_prior_keeps_the_group_model(self):
     with runtime.local_runtime():
       start = self.stage.evaluate_clients(self.weights, self.data)
-      prior = self.stage.run_prior(*self._args(), np.float32(1e9))
+      prior = self.stage.run_prior(*self._args(), self._precisions(1e9))
       plain = self.stage.run(*self._args())
     for s, p, f in zip(start, prior, plain):
       self.assertAllClose(p['loss_sum'], s['loss_sum'], rtol=1e-4)
       self.assertLess(f['loss_sum'], s['loss_sum'])
 
-  def test_spread_is_the_mean_squared_fine_tuning_delta(self):
+  def test_spread_is_each_tensors_mean_squared_fine_tuning_delta(self):
     with runtime.local_runtime():
       spread = self.stage.prior_spread(
           self.weights, self.data, self.data, np.int32(2), np.float32(0.5),
@@ -100,13 +135,30 @@ class LocalStagePriorTest(tf.test.TestCase):
       squares = []
       for d in self.data:
         tuned, _, _ = self.stage.personalize(self.weights, d, d, 2, 0.5, 0)
-        deltas = [np.asarray(t) - np.asarray(w) for t, w in
-                  zip(tuned.trainable, self.weights.trainable)]
-        size = sum(x.size for x in deltas)
-        squares.append(sum(float((x**2).sum()) for x in deltas) / size)
-    self.assertGreater(spread, 0.0)
-    self.assertAllClose(spread, np.mean(squares), rtol=1e-4)
+        squares.append([float(((np.asarray(t) - np.asarray(w))**2).mean())
+                        for t, w in zip(tuned.trainable,
+                                        self.weights.trainable)])
+    self.assertEqual(np.shape(spread), (len(self.weights.trainable),))
+    self.assertTrue(np.all(np.asarray(spread) > 0.0))
+    self.assertAllClose(spread, np.mean(squares, axis=0), rtol=1e-4)
 
+  def test_a_strong_prior_on_one_tensor_holds_only_that_tensor(self):
+    precisions = self._precisions(0.0)
+    precisions[-1] = 1e9  # The output bias, the last trainable tensor.
+    model = type(self).model_fn()  # The class attribute, unbound.
+
+    @tf.function
+    def tune():
+      local.fine_tune(model, self.weights, self.data[0], self.data[0],
+                      tf.constant(2), tf.constant(0.5), tf.constant(0),
+                      tf.constant(precisions))
+      return [tf.identity(v) for v in model.trainable_variables]
+
+    tuned = tune()
+    moved = [float(np.abs(t - np.asarray(w)).max())
+             for t, w in zip(tuned, self.weights.trainable)]
+    self.assertLess(moved[-1], 1e-6)
+    self.assertGreater(max(moved[:-1]), 1e-3)
 
 if __name__ == '__main__':
   tf.test.main()
