@@ -145,6 +145,33 @@ class ConvergenceTest(tf.test.TestCase):
     self.assertAlmostEqual(result['improvement'], 0.1)
     self.assertFalse(result['converged'])
 
+  def test_trend_reads_through_a_noisy_last_point(self):
+    # Falling to round 78, then flat at 100 with +-5 % noise, from a high
+    # point (105) to a low one (95): the two end points say 9.5 % better,
+    # the line through every point of the last 20 % says flat.
+    noise = [5.0, -5.0, -2.0, 3.0, -3.0, 0.0, -3.0, 3.0, 2.0, 5.0, -5.0]
+    curve = [[r, 300.0 - 2.0 * r] for r in range(2, 80, 2)]
+    curve += [[80 + 2 * i, 100.0 + n] for i, n in enumerate(noise)]
+    result = summary.convergence(curve)
+    self.assertEqual(result['from_round'], 80)
+    self.assertAlmostEqual(result['improvement'], 10.0 / 105.0)
+    self.assertFalse(result['converged'])
+    self.assertLess(abs(result['trend_improvement']), 0.005)
+    self.assertTrue(result['trend_converged'])
+
+  def test_trend_of_a_steady_fall_matches_the_end_points(self):
+    # Perplexity falls by the same factor every round: the line is exact.
+    curve = [[r, 100.0 * 0.99**r] for r in range(0, 101, 5)]
+    result = summary.convergence(curve)
+    self.assertEqual(result['from_round'], 80)
+    self.assertAlmostEqual(result['trend_improvement'],
+                           result['improvement'], places=6)
+    self.assertAlmostEqual(result['improvement'], 1 - 0.99**20, places=6)
+    self.assertFalse(result['trend_converged'])
+    # Two points from round 8 on: no line.
+    self.assertIsNone(summary.convergence([[2, 150.0], [5, 120.0],
+                                           [10, 100.0]])['trend_improvement'])
+
   def test_too_short_a_curve_gives_none(self):
     self.assertIsNone(summary.convergence([[10, 100.0]]))
     self.assertIsNone(summary.convergence([[9, 100.0], [10, 90.0]]))
