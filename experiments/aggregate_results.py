@@ -15,6 +15,13 @@ token sums are added over the runs (which must have scored the same clients
 on the same tokens), and the bootstrap resamples clients with all their
 seeds, so the interval covers training noise and the choice of clients.
 
+When the runs have validation curves (`results.json` `curves`), a second
+table gives each run's convergence by the rule of
+`gpfl_tff.evaluation.summary.convergence` over its last 20 % of rounds:
+the global stage's change between the end points and along the fitted
+trend (negative: still improving), and how many group stages are flat by
+each reading.
+
 Runs are pooled only if they differ in nothing but the seed: the dataset and
 every flag recorded in results.json (except --seed and --output_dir) must be
 equal, or the binary ends with one `error:` line naming the first difference.
@@ -28,6 +35,7 @@ import statistics
 
 from experiments import cli
 from gpfl_tff.evaluation import paired as paired_lib
+from gpfl_tff.evaluation import summary
 from gpfl_tff.learning import methods as methods_lib
 
 
@@ -141,6 +149,34 @@ def _interval(row: dict | None) -> str:
   return f'{row["mean"]:+.4f} [{row["ci_low"]:+.4f}, {row["ci_high"]:+.4f}]'
 
 
+def convergence_table(runs: list[dict]) -> str | None:
+  """Each run's convergence (see the module doc); None without curves."""
+  lines = ['| seed | global rounds | global: end points | global: trend | '
+           'group stages flat: end points | group stages flat: trend |',
+           '|---|---|---|---|---|---|']
+  any_curve = False
+  # + 0.0: no '-0.0'.
+  percent = lambda x: '-' if x is None else f'{-100 * x + 0.0:+.1f} %'
+  for run in runs:
+    found = {stage: summary.convergence(curve)
+             for stage, curve in run.get('curves', {}).items()}
+    found = {stage: c for stage, c in found.items() if c is not None}
+    if 'global' not in found:
+      continue
+    any_curve = True
+    main_stage = found['global']
+    groups = [c for stage, c in found.items() if stage.startswith('group/')]
+    with_trend = [c for c in groups if c['trend_converged'] is not None]
+    lines.append(
+        f'| {run["stages"]["seed"]} | {main_stage["to_round"]} | '
+        f'{percent(main_stage["improvement"])} | '
+        f'{percent(main_stage["trend_improvement"])} | '
+        f'{sum(c["converged"] for c in groups)} of {len(groups)} | '
+        + (f'{sum(c["trend_converged"] for c in with_trend)} of '
+           f'{len(with_trend)} |' if with_trend else '- |'))
+  return '\n'.join(lines) if any_curve else None
+
+
 def main(argv):
   directories = argv[1:]
   if not directories:
@@ -159,6 +195,13 @@ def main(argv):
     pooled = pooled_paired(client_sums)
   print()
   print(table(runs, pooled))
+  converged = convergence_table(runs)
+  if converged is not None:
+    print()
+    print('Convergence over the last 20 % of rounds (change in validation '
+          'perplexity; flat: under 2 % better)')
+    print()
+    print(converged)
 
 
 if __name__ == '__main__':

@@ -11,7 +11,7 @@ _MODULE = 'experiments.aggregate_results'
 
 
 def _run_dir(root: str, seed: int, fl_ppl: float, share: float,
-             rounds: int = 20) -> str:
+             rounds: int = 20, curves: dict | None = None) -> str:
   """An output folder holding a minimal results.json of two methods."""
   directory = os.path.join(root, f'seed{seed}')
   os.makedirs(directory)
@@ -28,6 +28,8 @@ def _run_dir(root: str, seed: int, fl_ppl: float, share: float,
              'methods': {'groupperfl': {'test': report(fl_ppl - 20, share)},
                          'fl': {'test': report(fl_ppl, None)}},
              'paired': {'fl': {'mean': -0.01 * (seed + 1)}}}
+  if curves is not None:
+    results['curves'] = curves
   with open(os.path.join(directory, 'results.json'), 'w') as f:
     json.dump(results, f)
   return directory
@@ -63,6 +65,26 @@ class AggregateResultsTest(absltest.TestCase):
     self.assertIn('95.00 ± 7.07', rows[1])
     # fl's paired difference: mean of -0.01 and -0.02.
     self.assertIn('-0.0150 ± 0.0071', rows[0])
+
+  def test_convergence_of_each_run_by_end_points_and_trend(self):
+    root = self.create_tempdir().full_path
+    flat = [[r, 100.0 + (3.0 if r % 20 else -3.0)] for r in range(10, 101, 5)]
+    falling = [[r, 200.0 - r] for r in range(10, 101, 5)]
+    dirs = [_run_dir(root, 0, 100.0, 0.5, curves={
+                'global': flat, 'group/a': falling, 'group/b': flat}),
+            _run_dir(root, 1, 110.0, 0.7, curves={'global': falling})]
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 0, run.stderr)
+    rows = [l for l in run.stdout.splitlines() if l.startswith('| 0 |')
+            or l.startswith('| 1 |')]
+    self.assertLen(rows, 2)
+    # Seed 0: the end points 80 -> 100 are both low (97), flat; the trend
+    # through 97, 103, 103, 103, 97 is flat; one of its two group stages
+    # still falls.
+    self.assertEqual(rows[0], '| 0 | 100 | +0.0 % | +0.0 % | 1 of 2 | 1 of 2 |')
+    # Seed 1: 120 -> 100, 16.7 % better; no group stages.
+    self.assertTrue(rows[1].startswith('| 1 | 100 | -16.7 % | -16.'), rows[1])
+    self.assertTrue(rows[1].endswith('| 0 of 0 | - |'), rows[1])
 
   def test_seeds_pooled_into_one_paired_interval_from_clients_csv(self):
     root = self.create_tempdir().full_path
