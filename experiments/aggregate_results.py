@@ -23,8 +23,10 @@ trend (negative: still improving), and how many group stages are flat by
 each reading.
 
 Runs are pooled only if they differ in nothing but the seed: the dataset and
-every flag recorded in results.json (except --seed and --output_dir) must be
-equal, or the binary ends with one `error:` line naming the first difference.
+every flag recorded in results.json (except --seed and --output_dir, flags
+of speed and progress only, and the prior's flags when no run has
+groupperfl_prior) must be equal, or the binary ends with one `error:` line
+naming the first difference.
 """
 
 import collections
@@ -65,8 +67,23 @@ _FREE_FLAGS = ('seed', 'output_dir', 'progress', 'checkpoint_every',
                'workers', 'local_workers', 'split_rounds', 'worker_timeout')
 
 
+# Flags that change only the methods with a prior (groupperfl_prior): they
+# may differ, or be missing (runs from before the flag), when no run has one.
+_PRIOR_FLAGS = ('prior_precision', 'prior_estimator')
+
+
+def _free_flags(runs: list[dict]) -> tuple[str, ...]:
+  """The flags whose values cannot change these runs' numbers."""
+  prior_methods = {m for m, spec in methods_lib.METHOD_TABLE.items()
+                   if spec.prior}
+  if any(prior_methods & set(run['methods']) for run in runs):
+    return _FREE_FLAGS
+  return _FREE_FLAGS + _PRIOR_FLAGS
+
+
 def check_poolable(runs: list[dict], names: list[str]) -> str | None:
   """The first difference other than the seed between runs, or None."""
+  free = _free_flags(runs)
   first = runs[0]
   for run, name in zip(runs[1:], names[1:]):
     for key in ('eval_split', 'dataset'):
@@ -76,7 +93,7 @@ def check_poolable(runs: list[dict], names: list[str]) -> str | None:
       return f'{name}: methods differ from {names[0]}'
     flags_a, flags_b = first.get('flags', {}), run.get('flags', {})
     for flag in sorted(set(flags_a) | set(flags_b)):
-      if flag not in _FREE_FLAGS and flags_a.get(flag) != flags_b.get(flag):
+      if flag not in free and flags_a.get(flag) != flags_b.get(flag):
         return (f'{name}: --{flag}={flags_b.get(flag)} differs from '
                 f'--{flag}={flags_a.get(flag)} in {names[0]}')
   return None

@@ -128,6 +128,29 @@ class AggregateResultsTest(absltest.TestCase):
     run = prepare_runner.run_module(_MODULE, *dirs)
     self.assertEqual(run.returncode, 0, run.stderr)
 
+  def test_prior_flags_matter_only_with_a_prior_method(self):
+    root = self.create_tempdir().full_path
+    dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
+    path = os.path.join(dirs[1], 'results.json')
+    with open(path) as f:
+      results = json.load(f)
+    results['flags']['prior_estimator'] = 'per_tensor'  # Seed 0 has none.
+    with open(path, 'w') as f:
+      json.dump(results, f)
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 0, run.stderr)
+    for directory in dirs:
+      path = os.path.join(directory, 'results.json')
+      with open(path) as f:
+        results = json.load(f)
+      results['methods']['groupperfl_prior'] = results['methods']['fl']
+      with open(path, 'w') as f:
+        json.dump(results, f)
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 2)
+    self.assertLen(run.stderr_lines, 1)
+    self.assertIn('--prior_estimator=per_tensor', run.stderr_lines[0])
+
   def test_runs_with_other_flags_are_refused(self):
     root = self.create_tempdir().full_path
     dirs = [_run_dir(root, 0, 100.0, 0.5),
