@@ -18,9 +18,9 @@ seeds, so the interval covers training noise and the choice of clients.
 When the runs have validation curves (`results.json` `curves`), a second
 table gives each run's convergence by the rule of
 `gpfl_tff.evaluation.summary.convergence` over its last 20 % of rounds:
-the global stage's change between the end points and along the fitted
-trend (negative: still improving), and how many group stages are flat by
-each reading.
+the global stage's improvement between the end points and along the fitted
+trend (positive: lower perplexity at the end; flat: under +2 %), and how
+many group stages are flat by each reading.
 
 Runs are pooled only if they differ in nothing but the seed: the dataset and
 every flag recorded in results.json (except --seed and --output_dir, flags
@@ -173,7 +173,7 @@ def convergence_table(runs: list[dict]) -> str | None:
            '|---|---|---|---|---|---|']
   any_curve = False
   # + 0.0: no '-0.0'.
-  percent = lambda x: '-' if x is None else f'{-100 * x + 0.0:+.1f} %'
+  percent = lambda x: '-' if x is None else f'{100 * x + 0.0:+.1f} %'
   for run in runs:
     found = {stage: summary.convergence(curve)
              for stage, curve in run.get('curves', {}).items()}
@@ -215,8 +215,9 @@ def main(argv):
   converged = convergence_table(runs)
   if converged is not None:
     print()
-    print('Convergence over the last 20 % of rounds (change in validation '
-          'perplexity; flat: under 2 % better)')
+    print('Convergence over the last 20 % of rounds (improvement in '
+          'validation perplexity, positive: lower at the end; flat: under '
+          '+2 %)')
     print()
     print(converged)
 

@@ -83,7 +83,7 @@ class AggregateResultsTest(absltest.TestCase):
     # still falls.
     self.assertEqual(rows[0], '| 0 | 100 | +0.0 % | +0.0 % | 1 of 2 | 1 of 2 |')
     # Seed 1: 120 -> 100, 16.7 % better; no group stages.
-    self.assertTrue(rows[1].startswith('| 1 | 100 | -16.7 % | -16.'), rows[1])
+    self.assertTrue(rows[1].startswith('| 1 | 100 | +16.7 % | +16.'), rows[1])
     self.assertTrue(rows[1].endswith('| 0 of 0 | - |'), rows[1])
 
   def test_seeds_pooled_into_one_paired_interval_from_clients_csv(self):
