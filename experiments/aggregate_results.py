@@ -92,10 +92,15 @@ def check_poolable(runs: list[dict], names: list[str]) -> str | None:
     if tuple(run['methods']) != tuple(first['methods']):
       return f'{name}: methods differ from {names[0]}'
     flags_a, flags_b = first.get('flags', {}), run.get('flags', {})
+    # A flag a run does not record did not exist yet: it ran with the value
+    # that gives the old behaviour.
+    before = methods_lib.VALUES_BEFORE_FIELD
     for flag in sorted(set(flags_a) | set(flags_b)):
-      if flag not in free and flags_a.get(flag) != flags_b.get(flag):
-        return (f'{name}: --{flag}={flags_b.get(flag)} differs from '
-                f'--{flag}={flags_a.get(flag)} in {names[0]}')
+      value_a = flags_a.get(flag, before.get(flag))
+      value_b = flags_b.get(flag, before.get(flag))
+      if flag not in free and value_a != value_b:
+        return (f'{name}: --{flag}={value_b} differs from '
+                f'--{flag}={value_a} in {names[0]}')
   return None
 
 
@@ -172,8 +177,9 @@ def convergence_table(runs: list[dict]) -> str | None:
            'group stages flat: end points | group stages flat: trend |',
            '|---|---|---|---|---|---|']
   any_curve = False
-  # + 0.0: no '-0.0'.
-  percent = lambda x: '-' if x is None else f'{100 * x + 0.0:+.1f} %'
+  # Rounded first, then + 0.0: no '-0.0'.
+  percent = lambda x: ('-' if x is None
+                       else f'{round(100 * x, 1) + 0.0:+.1f} %')
   for run in runs:
     found = {stage: summary.convergence(curve)
              for stage, curve in run.get('curves', {}).items()}

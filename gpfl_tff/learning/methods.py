@@ -859,14 +859,17 @@ class StageTree:
       isotropic   one tau^2 for all D parameters: sum_k D_k tau_k^2 / D;
                   'precision' and 'spread' are numbers.
     Why per tensor: fine-tuning moves some tensors far more than others (by
-    up to 4,000 times in mean squared delta, measured); a variance averaged
-    over every parameter is set by the many that barely move, and holds the
-    ones that move most far too tightly. Per tensor is better, but only a
-    little: docs/RESULTS.md measures both, and why neither is weak enough. Fine-tuning stops
-    early, so tau^2 is underestimated and the prior leans to the strong
-    side. A zero spread (no tuning client, or a tensor no client moved)
-    gives precision 0 (no prior on it).
+    up to about 6,000 times in mean squared delta within a group, measured);
+    a variance averaged over every parameter is set by the many that barely
+    move, and holds the ones that move most far too tightly. Per tensor is
+    better, but only a little: docs/RESULTS.md measures both, and why
+    neither is weak enough. Fine-tuning stops early, so tau^2 is
+    underestimated and the prior leans to the strong side. A zero spread
+    (no tuning client, or a tensor no client moved) gives precision 0 (no
+    prior on it); precisions are capped at 1e30 (float32 stays finite).
+    'shapes' lists the trainable tensors' shapes, in the lists' order.
     """
+    cap = 1e30
     def estimate():
       if self.config.prior_precision >= 0:
         return {group: {'precision': self.config.prior_precision,
@@ -893,12 +896,14 @@ class StageTree:
               np.int32(self.config.finetune_patience)), np.float64)
         if self.config.prior_estimator == 'isotropic':
           spread = float((sizes * spreads).sum() / sizes.sum())
-          precision = 1.0 / spread if spread > 0 else 0.0
+          precision = min(1.0 / spread, cap) if spread > 0 else 0.0
         else:
           spread = [float(x) for x in spreads]
-          precision = [1.0 / x if x > 0 else 0.0 for x in spread]
+          precision = [min(1.0 / x, cap) if x > 0 else 0.0 for x in spread]
         result[group] = {'precision': precision, 'spread': spread,
-                         'clients': float(len(clients))}
+                         'clients': float(len(clients)),
+                         'shapes': [list(np.shape(w))
+                                    for w in weights.trainable]}
       return result
 
     return self._stage(f'prior/{start}', estimate)

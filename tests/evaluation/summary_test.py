@@ -168,7 +168,8 @@ class ConvergenceTest(tf.test.TestCase):
                            result['improvement'], places=6)
     self.assertAlmostEqual(result['improvement'], 1 - 0.99**20, places=6)
     self.assertFalse(result['trend_converged'])
-    # Two points from round 8 on: no line.
+    # The window is rounds 5 and 10 (the last point at or before round 8,
+    # and the last): two points, no line.
     self.assertIsNone(summary.convergence([[2, 150.0], [5, 120.0],
                                            [10, 100.0]])['trend_improvement'])
 

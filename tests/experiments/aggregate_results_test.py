@@ -149,7 +149,17 @@ class AggregateResultsTest(absltest.TestCase):
     run = prepare_runner.run_module(_MODULE, *dirs)
     self.assertEqual(run.returncode, 2)
     self.assertLen(run.stderr_lines, 1)
-    self.assertIn('--prior_estimator=per_tensor', run.stderr_lines[0])
+    # Seed 0 predates the flag: it ran the isotropic estimator.
+    self.assertIn('--prior_estimator=per_tensor differs from '
+                  '--prior_estimator=isotropic', run.stderr_lines[0])
+    path = os.path.join(dirs[1], 'results.json')
+    with open(path) as f:
+      results = json.load(f)
+    results['flags']['prior_estimator'] = 'isotropic'
+    with open(path, 'w') as f:
+      json.dump(results, f)
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 0, run.stderr)
 
   def test_runs_with_other_flags_are_refused(self):
     root = self.create_tempdir().full_path

@@ -160,5 +160,6 @@ class LocalStagePriorTest(tf.test.TestCase):
     self.assertLess(moved[-1], 1e-6)
     self.assertGreater(max(moved[:-1]), 1e-3)
 
+
 if __name__ == '__main__':
   tf.test.main()
