@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import hardware
+from benchmarks import plain_tf
 from gpfl_tff.models import language_model
-from gpfl_tff.models import metrics
 
 MODEL = flags.DEFINE_enum('model', 'small', list(language_model.PRESETS),
                           'Model size preset.')
@@ -27,17 +27,8 @@ def main(argv):
   del argv
   preset = language_model.PRESETS[MODEL.value]
   num_tokens = preset.vocab_size + 4
-  model = language_model.build_keras_model(preset, num_tokens)
-  loss_fn = metrics.MaskedCrossEntropy()
-  optimizer = tf.keras.optimizers.SGD(0.1)
-
-  @tf.function
-  def step(x):
-    with tf.GradientTape() as tape:
-      loss = loss_fn(x, model(x, training=True))
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return loss
+  step = plain_tf.keras_training_step(
+      language_model.build_keras_model(preset, num_tokens))
 
   forward = hardware.preset_forward_flops(preset, num_tokens)
   peak = hardware.matmul_peak_gflops()

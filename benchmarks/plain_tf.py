@@ -10,6 +10,10 @@ batches in order, and returns its weight delta; the server averages the deltas
 weighted by the clients' example counts (sequences) and applies them with SGD
 at the server learning rate.
 
+`keras_training_step`: one SGD step of a Keras model on a batch of windows
+(its own targets), the step the step-timing benchmarks (`batch_scaling`,
+`worker_threads`) time.
+
 `PlainLocalStage`: the same math as `local.build_local_stage().run`. Each
 client fine-tunes the given weights with SGD for up to `epochs` epochs, keeps
 the epoch (0..epochs) with the lowest mean validation loss, stops after
@@ -27,6 +31,23 @@ import numpy as np
 import tensorflow as tf
 
 from gpfl_tff.models import metrics
+
+
+def keras_training_step(model: tf.keras.Model, learning_rate: float = 0.1):
+  """A `tf.function` x -> loss: one SGD step of `model` on the windows `x`
+  ([batch, time] token ids, also the targets, as the step benchmarks use)."""
+  loss_fn = metrics.MaskedCrossEntropy()
+  optimizer = tf.keras.optimizers.SGD(learning_rate)
+
+  @tf.function
+  def step(x):
+    with tf.GradientTape() as tape:
+      loss = loss_fn(x, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+  return step
 
 
 class PlainFedAvg:

@@ -30,8 +30,8 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from benchmarks import plain_tf
 from gpfl_tff.models import language_model
-from gpfl_tff.models import metrics
 
 STEPS = flags.DEFINE_integer('steps', 200,
                              'Training steps in all, per layout (even).')
@@ -51,17 +51,8 @@ def _child(steps: int, batch: int) -> None:
   line on stdin, takes `steps` steps and prints `done`."""
   preset = language_model.PRESETS['small']
   num_tokens = preset.vocab_size + 4
-  model = language_model.build_keras_model(preset, num_tokens)
-  loss_fn = metrics.MaskedCrossEntropy()
-  optimizer = tf.keras.optimizers.SGD(0.1)
-
-  @tf.function
-  def step(x):
-    with tf.GradientTape() as tape:
-      loss = loss_fn(x, model(x, training=True))
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return loss
+  step = plain_tf.keras_training_step(
+      language_model.build_keras_model(preset, num_tokens))
 
   x = tf.constant(np.random.default_rng(0).integers(
       4, num_tokens, size=(batch, preset.seq_len)), tf.int32)

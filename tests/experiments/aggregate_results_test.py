@@ -35,6 +35,16 @@ def _run_dir(root: str, seed: int, fl_ppl: float, share: float,
   return directory
 
 
+def _edit_results(directory: str, edit) -> None:
+  """Rewrites a run folder's results.json after `edit(results)`."""
+  path = os.path.join(directory, 'results.json')
+  with open(path) as f:
+    results = json.load(f)
+  edit(results)
+  with open(path, 'w') as f:
+    json.dump(results, f)
+
+
 def _write_clients(directory: str, losses: dict) -> None:
   """clients.csv: method -> loss sums of clients c0, c1, ... (10 tokens)."""
   with open(os.path.join(directory, 'clients.csv'), 'w') as f:
@@ -118,46 +128,30 @@ class AggregateResultsTest(absltest.TestCase):
   def test_flags_that_leave_the_numbers_alone_may_differ(self):
     root = self.create_tempdir().full_path
     dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
-    path = os.path.join(dirs[1], 'results.json')
-    with open(path) as f:
-      results = json.load(f)
-    results['flags'].update(workers=['host:1'], checkpoint_every=5,
-                            progress='bars')
-    with open(path, 'w') as f:
-      json.dump(results, f)
+    _edit_results(dirs[1], lambda r: r['flags'].update(
+        workers=['host:1'], checkpoint_every=5, progress='bars'))
     run = prepare_runner.run_module(_MODULE, *dirs)
     self.assertEqual(run.returncode, 0, run.stderr)
 
   def test_prior_flags_matter_only_with_a_prior_method(self):
     root = self.create_tempdir().full_path
     dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
-    path = os.path.join(dirs[1], 'results.json')
-    with open(path) as f:
-      results = json.load(f)
-    results['flags']['prior_estimator'] = 'per_tensor'  # Seed 0 has none.
-    with open(path, 'w') as f:
-      json.dump(results, f)
+    # Seed 0 has none.
+    _edit_results(dirs[1], lambda r: r['flags'].update(
+        prior_estimator='per_tensor'))
     run = prepare_runner.run_module(_MODULE, *dirs)
     self.assertEqual(run.returncode, 0, run.stderr)
     for directory in dirs:
-      path = os.path.join(directory, 'results.json')
-      with open(path) as f:
-        results = json.load(f)
-      results['methods']['groupperfl_prior'] = results['methods']['fl']
-      with open(path, 'w') as f:
-        json.dump(results, f)
+      _edit_results(directory, lambda r: r['methods'].update(
+          groupperfl_prior=r['methods']['fl']))
     run = prepare_runner.run_module(_MODULE, *dirs)
     self.assertEqual(run.returncode, 2)
     self.assertLen(run.stderr_lines, 1)
     # Seed 0 predates the flag: it ran the isotropic estimator.
     self.assertIn('--prior_estimator=per_tensor differs from '
                   '--prior_estimator=isotropic', run.stderr_lines[0])
-    path = os.path.join(dirs[1], 'results.json')
-    with open(path) as f:
-      results = json.load(f)
-    results['flags']['prior_estimator'] = 'isotropic'
-    with open(path, 'w') as f:
-      json.dump(results, f)
+    _edit_results(dirs[1], lambda r: r['flags'].update(
+        prior_estimator='isotropic'))
     run = prepare_runner.run_module(_MODULE, *dirs)
     self.assertEqual(run.returncode, 0, run.stderr)
 
