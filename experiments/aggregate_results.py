@@ -13,7 +13,11 @@ of each run's token-weighted log-perplexity difference; see
 column pools the seeds into one paired interval: each client's loss and
 token sums are added over the runs (which must have scored the same clients
 on the same tokens), and the bootstrap resamples clients with all their
-seeds, so the interval covers training noise and the choice of clients.
+seeds, so the interval covers training noise and the choice of clients. When the
+clients.csv files also give each client's group and train tokens, and the
+runs have perfl and groupperfl, a table of the small-data claim follows:
+groupperfl - perfl by fifths of train tokens within group, each run's value
+and the runs pooled the same way.
 
 When the runs have validation curves (`results.json` `curves`), a second
 table gives each run's convergence by the rule of
@@ -104,25 +108,31 @@ def check_poolable(runs: list[dict], names: list[str]) -> str | None:
   return None
 
 
-def _client_sums(directory: str) -> dict | None:
-  """method -> client id -> {loss_sum, token_count} of a run's clients.csv."""
+def _client_sums(directory: str) -> tuple[dict, dict] | None:
+  """A run's clients.csv: (method -> client id -> {loss_sum, token_count},
+  client id -> (group, train tokens)); the second is empty if the file has
+  no such columns."""
   path = os.path.join(directory, 'clients.csv')
   if not os.path.exists(path):
     return None
   sums = collections.defaultdict(dict)
+  info = {}
   try:
     with open(path, encoding='utf-8', newline='') as f:
       for row in csv.DictReader(f):
         sums[row['method']][row['client_id']] = {
             'loss_sum': float(row['loss_sum']),
             'token_count': float(row['token_count'])}
+        if 'group' in row and 'train_tokens' in row:
+          info[row['client_id']] = (row['group'], int(row['train_tokens']))
   except (KeyError, ValueError, csv.Error) as e:
     cli.fail(f'{path}: malformed ({e})')
-  return sums
+  return sums, info
 
 
-def pooled_paired(client_sums: list[dict]) -> dict:
-  """method -> paired difference against groupperfl, pooled over runs."""
+def pool(client_sums: list[dict]) -> dict:
+  """method -> client id -> its sums added over the runs, which must have
+  scored the same clients."""
   pooled = collections.defaultdict(dict)
   for method in client_sums[0]:
     clients = set(client_sums[0][method])
@@ -134,10 +144,43 @@ def pooled_paired(client_sums: list[dict]) -> dict:
       pooled[method][client] = {
           key: sum(run[method][client][key] for run in client_sums)
           for key in ('loss_sum', 'token_count')}
+  return pooled
+
+
+def pooled_paired(pooled: dict) -> dict:
+  """method -> paired difference against groupperfl, pooled over runs."""
   if 'groupperfl' not in pooled:
     return {}
   return {m: paired_lib.difference(pooled['groupperfl'], sums)
           for m, sums in pooled.items() if m != 'groupperfl'}
+
+
+def small_data_table(runs: list[dict], pooled: dict,
+                     infos: list[dict]) -> str | None:
+  """groupperfl - perfl by fifths of train tokens within group: each run's
+  difference (its results.json `small_data`) and the runs pooled, with a
+  bootstrap over clients that keeps each client's seeds together. None
+  without both methods or without the clients' groups and train tokens."""
+  if not ('groupperfl' in pooled and 'perfl' in pooled and infos[0]):
+    return None
+  if any(info != infos[0] for info in infos[1:]):
+    cli.fail('refusing to pool runs: their clients differ in group or '
+             'train tokens')
+  groups = {c: group for c, (group, _) in infos[0].items()}
+  tokens = {c: n for c, (_, n) in infos[0].items()}
+  rows = paired_lib.by_data_size(pooled['groupperfl'], pooled['perfl'],
+                                 tokens, groups)
+  lines = ['| fifth (least data first) | clients | train tokens (median) | '
+           'each run | pooled [95% CI] |', '|---|---|---|---|---|']
+  for row in rows:
+    each = []
+    for run in runs:
+      found = [r for r in run.get('small_data', []) if r['bin'] == row['bin']]
+      each.append(f'{found[0]["mean"]:+.4f}' if found else '-')
+    lines.append(f'| {row["bin"] + 1} | {row["clients"]} | '
+                 f'{row["train_tokens_median"]:.0f} | {", ".join(each)} | '
+                 f'{_interval(row)} |')
+  return '\n'.join(lines)
 
 
 def table(runs: list[dict], pooled: dict | None = None) -> str:
@@ -212,12 +255,20 @@ def main(argv):
   seeds = [run['stages']['seed'] for run in runs]
   print(f'{len(runs)} runs, seeds {seeds}; mean ± standard deviation over '
         'runs')
-  client_sums = [_client_sums(d) for d in directories]
+  found = [_client_sums(d) for d in directories]
   pooled = None
-  if None not in client_sums:
-    pooled = pooled_paired(client_sums)
+  if None not in found:
+    pooled = pool([sums for sums, _ in found])
   print()
-  print(table(runs, pooled))
+  print(table(runs, pooled_paired(pooled) if pooled is not None else None))
+  small = (small_data_table(runs, pooled, [info for _, info in found])
+           if pooled is not None else None)
+  if small is not None:
+    print()
+    print('groupperfl - perfl in token-weighted log-perplexity by fifths of '
+          'train tokens within group (negative: groupperfl better)')
+    print()
+    print(small)
   converged = convergence_table(runs)
   if converged is not None:
     print()

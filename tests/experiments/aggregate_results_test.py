@@ -115,6 +115,36 @@ class AggregateResultsTest(absltest.TestCase):
     self.assertGreater(high, -0.3)
     self.assertLess(high, 0.0)  # Every client is better under groupperfl.
 
+  def test_small_data_fifths_pooled_over_seeds(self):
+    root = self.create_tempdir().full_path
+    dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
+    for seed, directory in enumerate(dirs):
+      # Ten clients of one group with 1..10 train tokens: fifths of two.
+      # groupperfl's loss is lower than perfl's by the client's fifth + 1
+      # in seed 0 and by twice that in seed 1 (10 test tokens each).
+      with open(os.path.join(directory, 'clients.csv'), 'w') as f:
+        f.write('method,client_id,group,train_tokens,loss_sum,token_count\n')
+        for index in range(10):
+          gain = (index // 2 + 1) * (seed + 1)
+          f.write(f'perfl,c{index},g,{index + 1},20.0,10\n')
+          f.write(f'groupperfl,c{index},g,{index + 1},{20.0 - gain},10\n')
+      _edit_results(directory, lambda r, s=seed: r.update(small_data=[
+          {'bin': b, 'mean': -0.1 * (b + 1) * (s + 1)} for b in range(5)]))
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 0, run.stderr)
+    rows = [l for l in run.stdout.splitlines()
+            if l[:4] in ('| 1 ', '| 5 ')]
+    self.assertLen(rows, 2)
+    # Fifth 1: clients c0, c1, gains 1 (seed 0) and 2 (seed 1) each, over
+    # 40 tokens pooled: -6 / 40 = -0.15, the same for every resample.
+    self.assertEqual(
+        rows[0], '| 1 | 2 | 2 | -0.1000, -0.2000 | '
+        '-0.1500 [-0.1500, -0.1500] |')
+    # Fifth 5: gains 5 and 10: -30 / 40.
+    self.assertEqual(
+        rows[1], '| 5 | 2 | 10 | -0.5000, -1.0000 | '
+        '-0.7500 [-0.7500, -0.7500] |')
+
   def test_runs_scored_on_other_clients_are_refused(self):
     root = self.create_tempdir().full_path
     dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
