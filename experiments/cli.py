@@ -5,7 +5,9 @@ data (`DataError`) end in one `error:` line and exit status 2, no traceback.
 The library below never sees flags or exits: binaries call `fail` instead.
 """
 
+from importlib import metadata
 import os
+import platform
 import signal
 import sys
 
@@ -23,6 +25,34 @@ def fail(message: str) -> None:
   """Prints one error line and exits with status 2."""
   print(f'error: {message}', file=sys.stderr)
   sys.exit(2)
+
+
+def environment() -> dict:
+  """The machine and packages a run ran on, for its results.json: runs of
+  one seed agree to the last digit on one machine, but floating-point
+  kernels are chosen by the CPU's instruction sets, so runs on other CPUs
+  may drift apart over many rounds (docs/RESULTS.md)."""
+  cpu, simd = platform.processor() or platform.machine(), []
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8', errors='replace') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        if key.strip() == 'model name':
+          cpu = value.strip()
+        elif key.strip() == 'flags':
+          simd = sorted(v for v in value.split()
+                        if v.startswith(('avx', 'fma', 'amx')))
+          break
+  except OSError:
+    pass
+  packages = {}
+  for name in ('tensorflow', 'tensorflow-federated', 'numpy'):
+    try:
+      packages[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      packages[name] = None
+  return {'cpu': cpu, 'cpu_simd_flags': simd, 'cpu_count': os.cpu_count(),
+          'python': platform.python_version(), 'packages': packages}
 
 
 def _parse(argv):

@@ -181,7 +181,8 @@ def main(argv):
             'evaluated_clients': len(next(iter(outcomes.values())
                                           ).train_tokens),
             'training': dataclasses.asdict(training_config),
-            'stages': dataclasses.asdict(base_config)}
+            'stages': dataclasses.asdict(base_config),
+            'environment': cli.environment()}
   with open(os.path.join(output_dir, 'num_groups.json'), 'w',
             encoding='utf-8') as f:
     json.dump(result, f, indent=2)

@@ -298,6 +298,7 @@ def main(argv):
                       common_flags.__name__)
         or module.endswith('run_group_personalization')
         for f in module_flags}
+    outcome.results['environment'] = cli.environment()
     report.write_all(output_dir, outcome.results, outcome.client_sums,
                      dict(data.client_to_group), outcome.train_tokens,
                      outcome.tree.history, release_rounds=False)

@@ -95,6 +95,12 @@ class RunGroupPersonalizationTest(tf.test.TestCase):
     self.assertEqual(self.results[0]['stage_runs'],
                      {name: 1 for name in self.results[0]['stage_runs']})
 
+  def test_results_json_records_the_machine_and_packages(self):
+    environment = self.results[0]['environment']
+    self.assertEqual(environment['packages']['tensorflow'], tf.__version__)
+    self.assertEqual(environment['cpu_count'], os.cpu_count())
+    self.assertTrue(environment['cpu'])
+
   def test_same_seed_gives_the_same_metrics(self):
     first, second = (r['methods'] for r in self.results)
     self.assertEqual(first, second)
