@@ -153,12 +153,15 @@ class CheckpointsTest(tf.test.TestCase):
       store.load_evaluation('local/group')
 
   def test_stage_names_make_distinct_folders(self):
-    store = checkpoints.RunStore('/r', every=1)
+    # A stage's checkpoint manager creates its folder: under a temporary
+    # root, never the machine's own (read-only in Bazel's sandbox).
+    root = self.create_tempdir().full_path
+    store = checkpoints.RunStore(root, every=1)
     names = ['group/a b', 'group/a_b', 'group/a%20b', 'global']
     folders = {store.stage(n).root_dir for n in names}
     self.assertLen(folders, len(names))
     for folder in folders:
-      self.assertEqual(os.path.dirname(folder), '/r/stages')
+      self.assertEqual(os.path.dirname(folder), os.path.join(root, 'stages'))
 
 
 if __name__ == '__main__':
