@@ -29,9 +29,10 @@ def fail(message: str) -> None:
 
 def environment() -> dict:
   """The machine and packages a run ran on, for its results.json: runs of
-  one seed agree to the last digit on one machine, but floating-point
-  kernels are chosen by the CPU's instruction sets, so runs on other CPUs
-  may drift apart over many rounds (docs/RESULTS.md)."""
+  one seed agree to the last digit within a session, but long reruns in
+  later sessions drifted slightly, cause not established (docs/RESULTS.md);
+  TensorFlow's CPU kernels pick their code by the CPU's instruction sets,
+  so these are recorded to trace or rule out the machine."""
   cpu, simd = platform.processor() or platform.machine(), []
   try:
     with open('/proc/cpuinfo', encoding='utf-8', errors='replace') as f:
