@@ -18,6 +18,20 @@ grouping is better than random).
 
 Writes num_groups.json, num_groups.md (the table) and num_groups.png
 (perplexity against K) to --output_dir.
+
+A sweep may be run in parts (say K = 1, 2, 6, 12 one day and 4, 38 the
+next, with the same flags and so the same global model); `--merge` then
+combines the parts' num_groups.json into one table and figure without
+training:
+
+  .venv/bin/python -m experiments.num_groups \
+      --merge=results/num_groups-a,results/num_groups-b \
+      --output_dir=results/num_groups-merged
+
+It refuses parts whose dataset, methods, evaluated clients or training and
+stage settings differ (their rows would not share a global model or
+clients); a grouping in several parts is kept from the first part named.
+Each row keeps its own run's comparison with `random` at its K.
 """
 
 import dataclasses
@@ -47,6 +61,10 @@ EVAL_CLIENTS_PER_GROUP = flags.DEFINE_integer(
     'eval_clients_per_group', 0, 'The same seeded sample of this many report '
     'clients per given group for every grouping (0: every report client).')
 OUTPUT_DIR = flags.DEFINE_string('output_dir', '', 'Where outputs go.')
+MERGE = flags.DEFINE_list(
+    'merge', [], 'Instead of training: output directories of earlier runs '
+    'of this binary to combine into one table and figure (see the module '
+    'doc).')
 LOCAL_WORKERS = flags.DEFINE_integer(
     'local_workers', 1, 'Local TFF worker processes that run the groups of '
     'a stage and the chunks of evaluated clients concurrently (the results '
@@ -122,8 +140,83 @@ def figure(path: str, rows: list[dict], methods: list[str]) -> None:
   plt.close(fig)
 
 
+# What must agree between merged parts: their rows then share the global
+# model and the scored clients. (The stages' `groups` and `num_groups` are
+# the base configuration's, the same in every run of this binary.)
+_MERGE_KEYS = ('dataset', 'group_by', 'grouping_statistic', 'methods',
+               'evaluated_clients', 'training', 'stages')
+
+
+def merge(directories: list[str]) -> dict:
+  """One num_groups result from the num_groups.json of `directories`.
+
+  Raises ValueError naming the first unreadable part or difference.
+  """
+  parts = []
+  for directory in directories:
+    path = os.path.join(directory, 'num_groups.json')
+    try:
+      with open(path, encoding='utf-8') as f:
+        part = json.load(f)
+    except (OSError, ValueError) as e:
+      raise ValueError(f'{path}: unreadable ({e})') from None
+    if not isinstance(part, dict) or not isinstance(part.get('rows'), list):
+      raise ValueError(f'{path}: not a num_groups.json (no rows)')
+    for key in _MERGE_KEYS:
+      if parts and part.get(key) != parts[0].get(key):
+        raise ValueError(f'refusing to merge: {key} of {directory} differs '
+                         f'from {directories[0]}')
+    parts.append(part)
+  merged = {key: parts[0].get(key) for key in _MERGE_KEYS}
+  merged['rows'], seen = [], set()
+  for part in parts:
+    for row in part['rows']:
+      if (row['mode'], row['num_groups']) not in seen:
+        seen.add((row['mode'], row['num_groups']))
+        merged['rows'].append(row)
+  merged['rows'].sort(key=lambda r: (r['num_groups'], r['mode']))
+  merged['merged_from'] = list(directories)
+  merged['environment'] = [part.get('environment') for part in parts]
+  return merged
+
+
+def write_outputs(output_dir: str, result: dict) -> str:
+  """Writes num_groups.json, .md and .png; returns the table."""
+  os.makedirs(output_dir, exist_ok=True)
+  with open(os.path.join(output_dir, 'num_groups.json'), 'w',
+            encoding='utf-8') as f:
+    json.dump(result, f, indent=2)
+    f.write('\n')
+  text = table(result['rows'], result['methods'])
+  with open(os.path.join(output_dir, 'num_groups.md'), 'w',
+            encoding='utf-8') as f:
+    f.write(text)
+  figure(os.path.join(output_dir, 'num_groups.png'), result['rows'],
+         result['methods'])
+  return text
+
+
+def main_merge() -> None:
+  if not OUTPUT_DIR.value:
+    cli.fail('--merge needs --output_dir')
+  output = os.path.realpath(OUTPUT_DIR.value)
+  if any(os.path.realpath(d) == output for d in MERGE.value):
+    cli.fail(f'--output_dir={OUTPUT_DIR.value} is one of the merged runs: '
+             'its num_groups.json would be overwritten')
+  try:
+    result = merge(list(MERGE.value))
+  except ValueError as e:
+    cli.fail(str(e))
+  text = write_outputs(OUTPUT_DIR.value, result)
+  print(text)
+  print(f'outputs in {OUTPUT_DIR.value}/')
+
+
 def main(argv):
   del argv
+  if MERGE.value:
+    main_merge()
+    return
   preset = common_flags.preset()
   try:
     methods = methods_lib.check_methods(METHODS.value)
@@ -183,15 +276,7 @@ def main(argv):
             'training': dataclasses.asdict(training_config),
             'stages': dataclasses.asdict(base_config),
             'environment': cli.environment()}
-  with open(os.path.join(output_dir, 'num_groups.json'), 'w',
-            encoding='utf-8') as f:
-    json.dump(result, f, indent=2)
-    f.write('\n')
-  text = table(rows, methods)
-  with open(os.path.join(output_dir, 'num_groups.md'), 'w',
-            encoding='utf-8') as f:
-    f.write(text)
-  figure(os.path.join(output_dir, 'num_groups.png'), rows, methods)
+  text = write_outputs(output_dir, result)
   print()
   print(text)
   print(f'outputs in {output_dir}/')
