@@ -68,7 +68,8 @@ def _spread(values: list[float], digits: int) -> str:
 # give the same metrics: tests/experiments/resume_test.py; the worker runs
 # the same computations).
 _FREE_FLAGS = ('seed', 'output_dir', 'progress', 'checkpoint_every',
-               'workers', 'local_workers', 'split_rounds', 'worker_timeout')
+               'workers', 'local_workers', 'split_rounds', 'worker_timeout',
+               'worker_concurrency')
 
 
 # Flags that change only the methods with a prior (groupperfl_prior): they

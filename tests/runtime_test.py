@@ -40,6 +40,25 @@ class LocalRuntimeTest(tf.test.TestCase):
     for pid in workers:
       self.assertFalse(worker_processes.alive(pid), pid)
 
+  def test_workers_get_the_bound_on_concurrent_client_computations(self):
+    client_squares = tff.federated_computation(
+        lambda xs: tff.federated_map(_add_one, xs),
+        tff.FederatedType(np.int32, tff.CLIENTS))
+    for calls, expected in ((0, runtime.default_concurrent_calls()),
+                            (3, 3), (-1, -1)):
+      with runtime.local_runtime(concurrent_calls=calls):
+        self.assertEqual(client_squares(list(range(8))),
+                         [x + 1 for x in range(8)])
+        commands = [_command(pid) for pid in runtime.worker_pids()]
+        self.assertNotEmpty(commands)
+        for command in commands:
+          self.assertIn(f'--max_concurrent_computation_calls={expected}',
+                        command.split('\0'))
+    self.assertGreaterEqual(runtime.default_concurrent_calls(), 1)
+    with self.assertRaisesRegex(ValueError, 'concurrent_calls must be'):
+      with runtime.local_runtime(concurrent_calls=-2):
+        pass
+
   def test_a_second_block_starts_a_new_worker(self):
     with runtime.local_runtime():
       self.assertEqual(_add_one(1), 2)

@@ -58,6 +58,9 @@ class WorkersTest(absltest.TestCase):
     for name in ('local', 'remote', 'split'):
       with open(os.path.join(root, name, 'results.json')) as f:
         results.append(json.load(f))
+    # The local worker runs at most one client computation per core at once
+    # (runtime.default_concurrent_calls); the remote ones, started without
+    # --max_concurrent_computation_calls, have no bound: the same results.
     for key in ('methods', 'paired', 'curves', 'evaluated_clients'):
       self.assertEqual(results[0][key], results[1][key], key)
     # Split rounds sum the clients' updates in another order: equal up to
@@ -131,7 +134,9 @@ class WorkersTest(absltest.TestCase):
     for flag, message in (
         (f'--workers=localhost:{port},localhost:{port}',
          'error: --workers repeats an address'),
-        ('--local_workers=0', 'error: --local_workers must be at least 1')):
+        ('--local_workers=0', 'error: --local_workers must be at least 1'),
+        ('--worker_concurrency=-2',
+         'error: --worker_concurrency must be -1, 0 or positive')):
       run = prepare_runner.run_module(_MODULE, flag, '--output_dir=' +
                                       tempfile.mkdtemp(), timeout=120)
       self.assertEqual(run.returncode, 2, flag)
