@@ -4,8 +4,6 @@
 times the binary's default configuration.
 """
 
-import dataclasses
-
 from absl import flags
 
 from gpfl_tff.learning import grouping
@@ -15,12 +13,6 @@ from gpfl_tff.models import language_model
 
 MODEL = flags.DEFINE_enum('model', 'small', list(language_model.PRESETS),
                           'Model size preset.')
-LSTM_UNROLL = flags.DEFINE_boolean(
-    'lstm_unroll', True, 'Build the LSTM\'s time steps as straight-line ops '
-    'instead of a loop: faster per small-batch step; the same function, but '
-    'weights differ in the last bits, so runs differ slightly from runs '
-    'without it (the tuned flag files set it false: they reproduce '
-    'docs/RESULTS.md, measured before it).')
 CLIENTS_PER_ROUND = flags.DEFINE_integer('clients_per_round', 10,
                                          'Clients sampled per round.')
 CLIENT_EPOCHS = flags.DEFINE_integer('client_epochs', 1,
@@ -73,8 +65,7 @@ SPLIT_SEED = flags.DEFINE_integer(
 
 
 def preset() -> language_model.Preset:
-  return dataclasses.replace(language_model.PRESETS[MODEL.value],
-                             lstm_unroll=LSTM_UNROLL.value)
+  return language_model.PRESETS[MODEL.value]
 
 
 def flags_for_files() -> list:

@@ -30,7 +30,6 @@ from gpfl_tff.evaluation import release
 from gpfl_tff.evaluation import report
 from gpfl_tff.learning import checkpoints
 from gpfl_tff.learning import methods as methods_lib
-from gpfl_tff.models import language_model
 
 METHODS = flags.DEFINE_string(
     'methods', 'all', 'Comma-separated methods, or all: '
@@ -261,12 +260,10 @@ def main(argv):
     state_dir = os.path.join(output_dir, 'state')
     _check_resumable(state_dir, {
         'dataset': dataclasses.asdict(config),
-        'model': {'model': common_flags.MODEL.value,
-                  'lstm_unroll': preset.lstm_unroll},
+        'model': {'model': common_flags.MODEL.value},
         'training': dataclasses.asdict(training_config),
         'stages': dataclasses.asdict(stage_config)}, {
             'dataset': _defaults(type(config)),
-            'model': language_model.VALUES_BEFORE_FIELD,
             'training': _defaults(type(training_config)),
             'stages': {**_defaults(type(stage_config)),
                        **methods_lib.VALUES_BEFORE_FIELD}})

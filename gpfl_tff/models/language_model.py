@@ -17,26 +17,12 @@ from gpfl_tff.models import metrics
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-  """A model size. `lstm_unroll`: build the LSTM's `seq_len` steps as
-  straight-line graph ops instead of a `while` loop over time (Keras's
-  `unroll=True`; inputs must then be exactly `seq_len` long, as every window
-  of `gpfl_tff.data.text` is). The same function; the gradients' sums are
-  ordered differently, so weights differ in the last bits (about 1e-8 after
-  30 SGD steps, tests/models/language_model_test.py) and long runs drift
-  apart slightly. Faster per small-batch step on this CPU (docs/RESULTS.md,
-  "Speed"). Off in the presets, which reproduce the results measured before
-  it; the binaries' `--lstm_unroll` turns it on by default."""
   vocab_size: int
   embedding_size: int
   lstm_units: int
   projection_size: int
   seq_len: int
-  lstm_unroll: bool = False
 
-
-# Preset fields added since runs were first stored: a stored run without the
-# field ran with this value (see `methods.VALUES_BEFORE_FIELD`).
-VALUES_BEFORE_FIELD = {'lstm_unroll': False}
 
 PRESETS = {
     # TFF's Stack Overflow next-word prediction baseline.
@@ -53,13 +39,10 @@ def build_keras_model(preset: Preset, num_tokens: int,
   """An uncompiled Keras model: int32 [batch, time] -> logits [batch, time, num_tokens]."""
   init = lambda offset: tf.keras.initializers.GlorotUniform(seed=seed + offset)
   return tf.keras.Sequential([
-      tf.keras.layers.Input(
-          shape=(preset.seq_len if preset.lstm_unroll else None,),
-          dtype=tf.int32),
+      tf.keras.layers.Input(shape=(None,), dtype=tf.int32),
       tf.keras.layers.Embedding(num_tokens, preset.embedding_size,
                                 embeddings_initializer=init(1)),
       tf.keras.layers.LSTM(preset.lstm_units, return_sequences=True,
-                           unroll=preset.lstm_unroll,
                            kernel_initializer=init(2),
                            recurrent_initializer=tf.keras.initializers.Orthogonal(
                                seed=seed + 3)),

@@ -1,7 +1,6 @@
 """Tests of the LSTM language model, its presets and its TFF wrapper."""
 
 import collections
-import dataclasses
 
 import numpy as np
 import tensorflow as tf
@@ -33,48 +32,6 @@ class SoNwpPresetTest(tf.test.TestCase):
     # The size TFF's Stack Overflow next-word baseline reports.
     self.assertEqual(model.count_params(), 4_050_748)
     self.assertEqual(model.output_shape, (None, None, 10004))
-
-
-class UnrollTest(tf.test.TestCase):
-
-  def test_unrolled_lstm_is_the_same_function_and_training(self):
-    preset = dataclasses.replace(language_model.PRESETS['small'],
-                                 vocab_size=50)
-    unrolled = dataclasses.replace(preset, lstm_unroll=True)
-    num_tokens = preset.vocab_size + 4
-    models = [language_model.build_keras_model(p, num_tokens, seed=3)
-              for p in (preset, unrolled)]
-    # Same layers and variables (a checkpoint of one loads into the other).
-    self.assertEqual([w.shape for w in models[0].weights],
-                     [w.shape for w in models[1].weights])
-    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
-      self.assertAllEqual(a, b)
-    self.assertEqual(models[1].input_shape, (None, preset.seq_len))
-    self.assertFalse(models[0].layers[1].unroll)
-    self.assertTrue(models[1].layers[1].unroll)
-    loss_fn = metrics.MaskedCrossEntropy()
-    optimizers = [tf.keras.optimizers.SGD(0.5) for _ in models]
-    rng = np.random.default_rng(0)
-    for _ in range(30):
-      x = rng.integers(0, num_tokens, size=(int(rng.integers(1, 9)),
-                                            preset.seq_len))
-      x = tf.constant(x * (rng.random(x.shape) > 0.2), tf.int32)
-      for model, optimizer in zip(models, optimizers):
-        with tf.GradientTape() as tape:
-          loss = loss_fn(x, model(x, training=True))
-        optimizer.apply_gradients(zip(
-            tape.gradient(loss, model.trainable_variables),
-            model.trainable_variables))
-    # The weights after 30 steps differ by rounding only, and have moved.
-    start = language_model.build_keras_model(preset, num_tokens, seed=3)
-    for a, b, w0 in zip(models[0].get_weights(), models[1].get_weights(),
-                        start.get_weights()):
-      self.assertAllClose(a, b, rtol=0, atol=1e-6)
-    self.assertGreater(max(float(np.max(np.abs(a - w0))) for a, w0 in zip(
-        models[0].get_weights(), start.get_weights())), 1e-3)
-    x = tf.constant(rng.integers(0, num_tokens, size=(4, preset.seq_len)),
-                    tf.int32)
-    self.assertAllClose(models[0](x), models[1](x), rtol=0, atol=1e-5)
 
 
 class ModelFnTest(tf.test.TestCase):
