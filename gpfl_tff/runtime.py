@@ -26,10 +26,11 @@ How many client computations a local worker runs at once: TFF's local
 context starts its worker with no bound (`max_concurrent_computation_calls`
 -1), so a call over 100 clients runs 100 TensorFlow computations side by side
 on a 2-core machine, and they contend for the cores and caches. Fine-tuning
-100 Shakespeare clients took about a fifth less time with the bound at 2 than
-unbounded, with identical results (docs/RESULTS.md, "Speed"); a round's
-aggregate does not depend on it either (the clients' results are summed in
-client order). `local_runtime` bounds each worker at `concurrent_calls`, by
+200 Shakespeare clients on two workers took 16 % less time with each worker
+bounded at 2 than unbounded (5 % on one worker), with identical results
+(`benchmarks/worker_concurrency.py`; docs/RESULTS.md, "Speed"); a round's
+aggregate does not depend on it either (the clients' results are combined in
+client order: tests/experiments/workers_test.py). `local_runtime` bounds each worker at `concurrent_calls`, by
 default `default_concurrent_calls()`.
 
 Why workers are found in /proc: TFF 0.87's local context starts its worker
