@@ -30,8 +30,8 @@ on a 2-core machine, and they contend for the cores and caches. Fine-tuning
 bounded at 2 than unbounded (5 % on one worker), with identical results
 (`benchmarks/worker_concurrency.py`; docs/RESULTS.md, "Speed"); a round's
 aggregate does not depend on it either (the clients' results are combined in
-client order: tests/experiments/workers_test.py). `local_runtime` bounds each worker at `concurrent_calls`, by
-default `default_concurrent_calls()`.
+client order: tests/experiments/workers_test.py). `local_runtime` bounds
+each worker at `concurrent_calls`, by default `default_concurrent_calls()`.
 
 Why workers are found in /proc: TFF 0.87's local context starts its worker
 in a private subprocess object and offers no public handle to it.
