@@ -34,6 +34,7 @@ from gpfl_tff.data import batches as batches_lib
 from gpfl_tff.data import datasets
 from gpfl_tff.data import text
 from gpfl_tff.learning import local
+from gpfl_tff.learning import methods
 from gpfl_tff.models import language_model
 
 CLIENTS = flags.DEFINE_integer('clients', 200, 'Sampled clients to fine-tune.')
@@ -86,15 +87,8 @@ def main(argv):
             for i in range(0, len(clients), CHUNK.value)]
 
   def run_chunk(chunk):
-    eval_batch = stage_config.eval_batch_size
-    return stage.run(
-        weights, [batches.dataset('train', c) for c in chunk],
-        [batches.dataset('validation', c, batch_size=eval_batch)
-         for c in chunk],
-        [batches.dataset('test', c, batch_size=eval_batch) for c in chunk],
-        np.int32(stage_config.finetune_epochs),
-        np.float32(stage_config.finetune_learning_rate),
-        np.int32(stage_config.finetune_patience))
+    return stage.run(weights,
+                     *methods.local_run_args(batches, chunk, stage_config))
 
   # One runtime ends every worker at the end; the layouts' contexts (each
   # its own worker processes) live side by side inside it.

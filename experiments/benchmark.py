@@ -45,6 +45,7 @@ from gpfl_tff.data import datasets
 from gpfl_tff.data import text
 from gpfl_tff.learning import data_source
 from gpfl_tff.learning import local
+from gpfl_tff.learning import methods
 from gpfl_tff.learning import training
 from gpfl_tff.models import language_model
 
@@ -142,19 +143,9 @@ class Bench:
       if stage == 'global':
         self.state = state
       return None
-    config = self.stage_config
-    eval_batch = config.eval_batch_size
-    results = self.local_stage.run(
+    return self.local_stage.run(
         self.process.get_model_weights(self.state),
-        [self.batches.dataset('train', c) for c in clients],
-        [self.batches.dataset('validation', c, batch_size=eval_batch)
-         for c in clients],
-        [self.batches.dataset('test', c, batch_size=eval_batch)
-         for c in clients],
-        np.int32(config.finetune_epochs),
-        np.float32(config.finetune_learning_rate),
-        np.int32(config.finetune_patience))
-    return results
+        *methods.local_run_args(self.batches, clients, self.stage_config))
 
   def run_plain(self, stage, clients):
     """Runs the reference; returns the FLOPs the stage did."""
@@ -167,17 +158,9 @@ class Bench:
           self.forward_flops,
           self.training_config.client_epochs * self._tokens('train', clients),
           0)
-    config = self.stage_config
-    eval_batch = config.eval_batch_size
     results = self.plain_local.run(
         self.plain_weights,
-        [self.batches.dataset('train', c) for c in clients],
-        [self.batches.dataset('validation', c, batch_size=eval_batch)
-         for c in clients],
-        [self.batches.dataset('test', c, batch_size=eval_batch)
-         for c in clients],
-        config.finetune_epochs, config.finetune_learning_rate,
-        config.finetune_patience)
+        *methods.local_run_args(self.batches, clients, self.stage_config))
     train = sum(int(r['epochs_run']) * self.batches.token_count('train', c)
                 for r, c in zip(results, clients))
     evaluated = sum((int(r['epochs_run']) + 1)

@@ -28,6 +28,7 @@ from gpfl_tff.data import datasets
 from gpfl_tff.data import text
 from gpfl_tff.learning import data_source
 from gpfl_tff.learning import local
+from gpfl_tff.learning import methods
 from gpfl_tff.learning import training
 from gpfl_tff.models import language_model
 
@@ -71,21 +72,14 @@ def main(argv):
         stage_config.global_rounds, training_config.clients_per_round)
     weights = process.get_model_weights(state)
     stage = local.build_local_stage(model_fn)
-    eval_batch = stage_config.eval_batch_size
     results, seconds = {}, {}
     for patience in (stage_config.finetune_patience, 0):
       start = time.time()
       out = []
       for begin in range(0, len(clients), stage_config.eval_chunk):
         chunk = clients[begin:begin + stage_config.eval_chunk]
-        out += stage.run(
-            weights, [batches.dataset('train', c) for c in chunk],
-            [batches.dataset('validation', c, batch_size=eval_batch)
-             for c in chunk],
-            [batches.dataset('test', c, batch_size=eval_batch) for c in chunk],
-            np.int32(stage_config.finetune_epochs),
-            np.float32(stage_config.finetune_learning_rate),
-            np.int32(patience))
+        out += stage.run(weights, *methods.local_run_args(
+            batches, chunk, stage_config, patience=patience))
       results[patience] = out
       seconds[patience] = time.time() - start
 

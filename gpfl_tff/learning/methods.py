@@ -232,6 +232,26 @@ class StageConfig:
         raise ValueError(f'{name} must be at least 1')
 
 
+def local_run_args(batches, clients, config: StageConfig,
+                   split: str | None = 'test',
+                   patience: int | None = None) -> tuple:
+  """The arguments of `LocalStage.run` and `run_prior` after the weights, for
+  `clients` (ids) of `batches`: their train, validation and `split` (scored)
+  datasets, then `config`'s fine-tuning epochs, learning rate and patience
+  (`patience` overrides the config's). `split=None`: no scored datasets, the
+  arguments of `LocalStage.prior_spread`."""
+  eval_batch = config.eval_batch_size
+  scored = () if split is None else (
+      [batches.dataset(split, c, batch_size=eval_batch) for c in clients],)
+  return ([batches.dataset('train', c) for c in clients],
+          [batches.dataset('validation', c, batch_size=eval_batch)
+           for c in clients],
+          *scored,
+          np.int32(config.finetune_epochs),
+          np.float32(config.finetune_learning_rate),
+          np.int32(config.finetune_patience if patience is None else patience))
+
+
 def split_clients(data, tuning_fraction: float, split_seed: int
                  ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
   """(tuning, report): group -> client ids, split within each group.
@@ -721,7 +741,6 @@ class StageTree:
     (under the prior if `spec.prior`)."""
     start, finetune = spec.start, spec.finetune
     split = self.config.eval_split
-    epochs = self.config.finetune_epochs if finetune else 0
     eval_batch = self.config.eval_batch_size
     results = {}
     total = sum(len(c) for c in self.eval_clients.values())
@@ -741,16 +760,9 @@ class StageTree:
     def score(chunk_of_group):
       group, chunk = chunk_of_group
       weights = weights_by_group[group]
-      scored = [self.batches.dataset(split, c, batch_size=eval_batch)
-                for c in chunk]
       if finetune:
-        train = [self.batches.dataset('train', c) for c in chunk]
-        validation = [self.batches.dataset('validation', c,
-                                           batch_size=eval_batch)
-                      for c in chunk]
-        args = (weights, train, validation, scored, np.int32(epochs),
-                np.float32(self.config.finetune_learning_rate),
-                np.int32(self.config.finetune_patience))
+        args = (weights,
+                *local_run_args(self.batches, chunk, self.config, split))
         if precisions is None:
           sums = self.local_stage.run(*args)
         else:
@@ -759,7 +771,9 @@ class StageTree:
               np.float32(precisions[group]['precision']),
               [len(weights.trainable)]).copy())
       else:
-        sums = self.local_stage.evaluate_clients(weights, scored)
+        sums = self.local_stage.evaluate_clients(
+            weights, [self.batches.dataset(split, c, batch_size=eval_batch)
+                      for c in chunk])
       # Plain Python numbers: the same whether computed or resumed.
       chunk_results = {
           client: {k: float(v) if k != 'best_epoch' else int(v)
@@ -887,13 +901,8 @@ class StageTree:
         spreads = np.zeros(len(sizes))
         if clients:
           spreads = np.asarray(self.local_stage.prior_spread(
-              weights, [self.batches.dataset('train', c) for c in clients],
-              [self.batches.dataset('validation', c,
-                                    batch_size=self.config.eval_batch_size)
-               for c in clients],
-              np.int32(self.config.finetune_epochs),
-              np.float32(self.config.finetune_learning_rate),
-              np.int32(self.config.finetune_patience)), np.float64)
+              weights, *local_run_args(self.batches, clients, self.config,
+                                       split=None)), np.float64)
         if self.config.prior_estimator == 'isotropic':
           spread = float((sizes * spreads).sum() / sizes.sum())
           precision = min(1.0 / spread, cap) if spread > 0 else 0.0
