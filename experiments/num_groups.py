@@ -66,9 +66,9 @@ MERGE = flags.DEFINE_list(
     'of this binary to combine into one table and figure (see the module '
     'doc).')
 LOCAL_WORKERS = flags.DEFINE_integer(
-    'local_workers', 1, 'Local TFF worker processes that run the groups of '
-    'a stage and the chunks of evaluated clients concurrently (the results '
-    'do not depend on it).')
+    'local_workers', 0, 'Local TFF worker processes that run the groups of '
+    'a stage and the chunks of evaluated clients concurrently (0: one per '
+    'core, at most 2; the results do not depend on it).')
 WORKER_CONCURRENCY = flags.DEFINE_integer(
     'worker_concurrency', 0, 'The most client computations each local '
     'worker runs at once (0: one per core; -1: no bound, TFF\'s default). '
@@ -230,8 +230,9 @@ def main(argv):
   except ValueError as e:
     cli.fail(str(e))
   modes, ks = _parse_groupings()
-  if LOCAL_WORKERS.value < 1:
-    cli.fail(f'--local_workers must be at least 1, got {LOCAL_WORKERS.value}')
+  if LOCAL_WORKERS.value < 0:
+    cli.fail('--local_workers must be 0 (one per core, at most 2) or '
+             f'positive, got {LOCAL_WORKERS.value}')
   if WORKER_CONCURRENCY.value < -1:
     cli.fail('--worker_concurrency must be -1, 0 or positive, got '
              f'{WORKER_CONCURRENCY.value}')

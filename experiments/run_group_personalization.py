@@ -96,8 +96,9 @@ SPLIT_ROUNDS = flags.DEFINE_boolean(
     'round\'s clients over them (TFF\'s mergeable execution context) instead '
     'of running the groups and chunks concurrently.')
 LOCAL_WORKERS = flags.DEFINE_integer(
-    'local_workers', 1, 'Without --workers: how many local TFF worker '
-    'processes run the groups and chunks concurrently.')
+    'local_workers', 0, 'Without --workers: how many local TFF worker '
+    'processes run the groups and chunks concurrently (0: one per core, at '
+    'most 2). Speed only: the results do not depend on it.')
 WORKER_CONCURRENCY = flags.DEFINE_integer(
     'worker_concurrency', 0, 'The most client computations each local '
     'worker runs at once (0: one per core; -1: no bound, TFF\'s default). '
@@ -217,8 +218,9 @@ def main(argv):
   except ValueError as e:
     cli.fail(str(e))
 
-  if LOCAL_WORKERS.value < 1:
-    cli.fail(f'--local_workers must be at least 1, got {LOCAL_WORKERS.value}')
+  if LOCAL_WORKERS.value < 0:
+    cli.fail('--local_workers must be 0 (one per core, at most 2) or '
+             f'positive, got {LOCAL_WORKERS.value}')
   if WORKER_CONCURRENCY.value < -1:
     cli.fail('--worker_concurrency must be -1, 0 or positive, got '
              f'{WORKER_CONCURRENCY.value}')

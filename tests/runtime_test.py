@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import numpy as np
 import portpicker
@@ -150,6 +151,21 @@ class WorkersTest(tf.test.TestCase):
       # The main thread keeps the first worker as its default.
       self.assertEqual(_slow_square(3), 9)
     self.assertEqual(runtime.worker_pids(), [])
+
+  def test_default_is_one_worker_per_core_at_most_two(self):
+    for cores, expected in ((1, 1), (2, 2), (16, 2)):
+      with mock.patch.object(os, 'sched_getaffinity',
+                             return_value=set(range(cores))):
+        self.assertEqual(runtime.default_local_workers(), expected, cores)
+        with runtime.local_runtime(workers=0) as workers:
+          self.assertLen(workers, expected)
+          self.assertEqual(workers.map(_slow_square, range(4)),
+                           [x * x for x in range(4)])
+          self.assertLen(runtime.worker_pids(), expected)
+    self.assertEqual(runtime.worker_pids(), [])
+    with self.assertRaisesRegex(ValueError, 'workers must be 0'):
+      with runtime.local_runtime(workers=-1):
+        pass
 
   def test_an_error_in_a_task_is_raised_and_later_tasks_do_not_start(self):
     started = []

@@ -103,7 +103,7 @@ class NumGroupsTest(absltest.TestCase):
     for flag, message in (('--modes=learned', "unknown grouping 'learned'"),
                           ('--num_groups=two', 'must be integers'),
                           ('--num_groups=0', 'at least 1'),
-                          ('--local_workers=0', 'at least 1'),
+                          ('--local_workers=-1', 'must be 0'),
                           ('--worker_concurrency=-2', '-1, 0 or positive')):
       run = prepare_runner.run_module('experiments.num_groups', flag,
                                       timeout=120)

@@ -134,7 +134,7 @@ class WorkersTest(absltest.TestCase):
     for flag, message in (
         (f'--workers=localhost:{port},localhost:{port}',
          'error: --workers repeats an address'),
-        ('--local_workers=0', 'error: --local_workers must be at least 1'),
+        ('--local_workers=-1', 'error: --local_workers must be 0'),
         ('--worker_concurrency=-2',
          'error: --worker_concurrency must be -1, 0 or positive')):
       run = prepare_runner.run_module(_MODULE, flag, '--output_dir=' +
