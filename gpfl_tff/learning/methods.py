@@ -232,6 +232,14 @@ class StageConfig:
         raise ValueError(f'{name} must be at least 1')
 
 
+def scored_datasets(batches, clients, config: StageConfig,
+                    split: str) -> list:
+  """The `split` datasets of `clients` (ids) of `batches`, in evaluation
+  batches: what a method is scored on."""
+  return [batches.dataset(split, c, batch_size=config.eval_batch_size)
+          for c in clients]
+
+
 def local_run_args(batches, clients, config: StageConfig,
                    split: str | None = 'test',
                    patience: int | None = None) -> tuple:
@@ -240,12 +248,10 @@ def local_run_args(batches, clients, config: StageConfig,
   datasets, then `config`'s fine-tuning epochs, learning rate and patience
   (`patience` overrides the config's). `split=None`: no scored datasets, the
   arguments of `LocalStage.prior_spread`."""
-  eval_batch = config.eval_batch_size
   scored = () if split is None else (
-      [batches.dataset(split, c, batch_size=eval_batch) for c in clients],)
+      scored_datasets(batches, clients, config, split),)
   return ([batches.dataset('train', c) for c in clients],
-          [batches.dataset('validation', c, batch_size=eval_batch)
-           for c in clients],
+          scored_datasets(batches, clients, config, 'validation'),
           *scored,
           np.int32(config.finetune_epochs),
           np.float32(config.finetune_learning_rate),
@@ -499,9 +505,8 @@ class StageTree:
                                  len(client_ids)])
     clients = data_source.sample_clients(rng, list(client_ids),
                                       self.config.curve_clients)
-    datasets = [self.batches.dataset('validation', c,
-                                     batch_size=self.config.eval_batch_size)
-                for c in clients]
+    datasets = scored_datasets(self.batches, clients, self.config,
+                               'validation')
 
     def validate(state):
       sums = self.local_stage.evaluate_clients(
@@ -741,7 +746,6 @@ class StageTree:
     (under the prior if `spec.prior`)."""
     start, finetune = spec.start, spec.finetune
     split = self.config.eval_split
-    eval_batch = self.config.eval_batch_size
     results = {}
     total = sum(len(c) for c in self.eval_clients.values())
     label = spec.label
@@ -772,8 +776,7 @@ class StageTree:
               [len(weights.trainable)]).copy())
       else:
         sums = self.local_stage.evaluate_clients(
-            weights, [self.batches.dataset(split, c, batch_size=eval_batch)
-                      for c in chunk])
+            weights, scored_datasets(self.batches, chunk, self.config, split))
       # Plain Python numbers: the same whether computed or resumed.
       chunk_results = {
           client: {k: float(v) if k != 'best_epoch' else int(v)
