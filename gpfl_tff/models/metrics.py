@@ -10,6 +10,21 @@ word_correct_count those of them predicted exactly; accuracy =
 word_correct_count / word_count. A prediction of <oov> or <eos> for a word is
 a miss. correct_count / token_count, the share over every counted target
 (<oov> and <eos> hits included), is kept as `accuracy_with_oov_eos`.
+
+The cross-entropy (`cross_entropy`) is computed with plain TensorFlow ops
+instead of TensorFlow's fused `SparseSoftmaxCrossEntropyWithLogits` kernel.
+Why: on CPU that kernel takes a third of a training step of the `small` model
+and most of an evaluation pass (measured in docs/RESULTS.md, "Speed"): it
+builds its loss through a per-element generator over all
+[tokens x vocabulary] entries and always computes the gradient, even where
+none is needed. The ops here compute the same numbers in the same order: the
+gradient, and so every trained weight, equals the kernel's bit for bit (the
+row sums of exp reproduce the kernel's summation order, see
+`_row_exp_sums`), and each loss equals it or differs by one unit in the last
+place (the log of the row sum is rounded from float64, where the kernel calls
+the C library's float log; about 1 token in 2,500 differs).
+`tests/models/metrics_test.py` checks both against the kernel, in TensorFlow
+and in TFF's C++ runtime.
 """
 
 import collections
@@ -25,42 +40,82 @@ def token_mask(targets):
   return tf.cast(tf.not_equal(targets, text.PAD_ID), tf.float32)
 
 
+# Eigen's float packet size in TensorFlow's CPU kernels (AVX: 8 floats) and
+# its leaf size for one-pass inner-dimension sums (1,024 packets): a row sum
+# of exp is one leaf while the row's packets number at most this many.
+_PACKET = 8
+_MAX_ONE_LEAF = 1024 * _PACKET
+
+
+def _row_exp_sums(shifted, exps):
+  """sum_j exp(shifted[i, j]) for each row i, added in the order of
+  TensorFlow's sparse softmax cross-entropy kernel on CPU.
+
+  The kernel sums the row's whole packets of exp (vectorized exp), then adds
+  the remaining columns one by one, each exp from the C library (`std::exp`).
+  A reduce_sum of the exps with those columns masked to zero gives the
+  packets' part unchanged (adding zeros is exact); the last columns' exps are
+  rounded from float64 (correctly rounded, as is the C library's float exp on
+  these values: tested) and summed in order (a sum over fewer than one
+  packet runs one by one).
+  """
+  num = shifted.shape[-1]
+  head = num // _PACKET * _PACKET
+  sums = tf.reduce_sum(
+      exps * tf.constant([1.0] * head + [0.0] * (num - head), exps.dtype), -1)
+  if num > head:
+    tail = tf.cast(tf.exp(tf.cast(shifted[:, head:], tf.float64)), exps.dtype)
+    sums = sums + tf.reduce_sum(tail, -1)
+  return sums
+
+
+@tf.custom_gradient
+def _cross_entropy_2d(targets, logits):
+  """Per-row cross-entropy of int targets [n] under logits [n, classes]."""
+  shifted = logits - tf.reduce_max(logits, -1, keepdims=True)
+  exps = tf.exp(shifted)
+  sums = _row_exp_sums(shifted, exps)
+  log_sums = tf.cast(tf.math.log(tf.cast(sums, tf.float64)), logits.dtype)
+  losses = log_sums - tf.gather(shifted, targets, batch_dims=1)
+
+  def grad(upstream):
+    probabilities = exps / sums[:, tf.newaxis]
+    one_hot = tf.one_hot(targets, tf.shape(logits)[-1], dtype=logits.dtype)
+    return None, upstream[:, tf.newaxis] * (probabilities - one_hot)
+
+  return losses, grad
+
+
+def cross_entropy(targets, logits):
+  """Cross-entropy (nats) of each target: int [...] under logits [..., C].
+
+  The numbers of `tf.nn.sparse_softmax_cross_entropy_with_logits` (see the
+  module doc), faster on CPU. Falls back to that kernel where the summation
+  order cannot be reproduced (more than `_MAX_ONE_LEAF` columns, or an
+  unknown number).
+  """
+  num = logits.shape[-1]
+  if num is None or num // _PACKET * _PACKET > _MAX_ONE_LEAF:
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+  flat = _cross_entropy_2d(tf.reshape(targets, [-1]),
+                           tf.reshape(logits, [-1, num]))
+  return tf.reshape(flat, tf.shape(targets))
+
+
 def _loss_sum(targets, logits):
-  losses = tf.keras.losses.sparse_categorical_crossentropy(
-      targets, logits, from_logits=True)
-  return tf.reduce_sum(losses * token_mask(targets))
+  return tf.reduce_sum(cross_entropy(targets, logits) * token_mask(targets))
 
 
-def _token_count(targets, logits):
-  del logits
+def _token_count(targets):
   return tf.reduce_sum(token_mask(targets))
-
-
-def _correct_count(targets, logits):
-  predicted = tf.cast(tf.argmax(logits, axis=-1), targets.dtype)
-  return tf.reduce_sum(
-      tf.cast(tf.equal(predicted, targets), tf.float32) * token_mask(targets))
 
 
 def _word_mask(targets):
   return tf.cast(targets >= len(text.SPECIAL_TOKENS), tf.float32)
 
 
-def _word_count(targets, logits):
-  del logits
-  return tf.reduce_sum(_word_mask(targets))
-
-
-def _word_correct_count(targets, logits):
-  predicted = tf.cast(tf.argmax(logits, axis=-1), targets.dtype)
-  return tf.reduce_sum(
-      tf.cast(tf.equal(predicted, targets), tf.float32) * _word_mask(targets))
-
-
-_SUM_FNS = collections.OrderedDict(
-    loss_sum=_loss_sum, token_count=_token_count, correct_count=_correct_count,
-    word_count=_word_count, word_correct_count=_word_correct_count)
-SUM_NAMES = tuple(_SUM_FNS)
+SUM_NAMES = ('loss_sum', 'token_count', 'correct_count', 'word_count',
+             'word_correct_count')
 
 
 def token_sums(targets: tf.Tensor, logits: tf.Tensor) -> collections.OrderedDict:
@@ -74,14 +129,21 @@ def token_sums(targets: tf.Tensor, logits: tf.Tensor) -> collections.OrderedDict
     OrderedDict of float32 scalars loss_sum (natural log), token_count,
     correct_count, word_count and word_correct_count.
   """
+  mask, words = token_mask(targets), _word_mask(targets)
+  predicted = tf.cast(tf.argmax(logits, axis=-1), targets.dtype)
+  hits = tf.cast(tf.equal(predicted, targets), tf.float32)
   return collections.OrderedDict(
-      (name, fn(targets, logits)) for name, fn in _SUM_FNS.items())
+      loss_sum=_loss_sum(targets, logits),
+      token_count=tf.reduce_sum(mask),
+      correct_count=tf.reduce_sum(hits * mask),
+      word_count=tf.reduce_sum(words),
+      word_correct_count=tf.reduce_sum(hits * words))
 
 
 def loss_and_count(targets: tf.Tensor, logits: tf.Tensor
                   ) -> tuple[tf.Tensor, tf.Tensor]:
   """(loss_sum, token_count) of one batch, the cross-entropy computed once."""
-  return _loss_sum(targets, logits), _token_count(targets, logits)
+  return _loss_sum(targets, logits), _token_count(targets)
 
 
 class MaskedCrossEntropy(tf.keras.losses.Loss):
@@ -91,5 +153,4 @@ class MaskedCrossEntropy(tf.keras.losses.Loss):
     super().__init__(reduction=tf.keras.losses.Reduction.SUM, name=name)
 
   def call(self, y_true, y_pred):
-    return _loss_sum(y_true, y_pred) / tf.maximum(
-        _token_count(y_true, y_pred), 1.0)
+    return _loss_sum(y_true, y_pred) / tf.maximum(_token_count(y_true), 1.0)

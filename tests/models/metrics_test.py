@@ -2,7 +2,9 @@
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_federated as tff
 
+from gpfl_tff import runtime
 from gpfl_tff.models import metrics
 
 
@@ -27,6 +29,91 @@ def _batch(seed, batch=3, time=4, tokens=7, pad_last=2):
   targets[-1, time - pad_last:] = 0
   logits = rng.normal(size=(batch, time, tokens)).astype(np.float32)
   return targets, logits
+
+
+def _kernel(targets, logits):
+  return tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+
+
+def _losses_and_gradient(loss_fn, targets, logits, upstream):
+  """Per-target losses and d(sum(losses * upstream))/d logits."""
+  with tf.GradientTape() as tape:
+    tape.watch(logits)
+    losses = loss_fn(targets, logits)
+    total = tf.reduce_sum(losses * upstream)
+  return losses, tape.gradient(total, logits)
+
+
+def _compare(targets, logits, upstream):
+  """(losses that differ, largest loss difference in units in the last
+  place, gradient entries that differ) of `cross_entropy` against TF's
+  kernel, both in one graph."""
+  mine, mine_grad = _losses_and_gradient(metrics.cross_entropy, targets,
+                                         logits, upstream)
+  ref, ref_grad = _losses_and_gradient(_kernel, targets, logits, upstream)
+  spacing = tf.abs(tf.math.nextafter(ref, tf.fill(tf.shape(ref), np.inf))
+                   - ref)
+  return (tf.reduce_sum(tf.cast(tf.not_equal(mine, ref), tf.int32)),
+          tf.reduce_max(tf.abs(mine - ref) / spacing),
+          tf.reduce_sum(tf.cast(tf.not_equal(mine_grad, ref_grad), tf.int32)))
+
+
+def _random_case(seed, rows, columns, scale):
+  rng = np.random.default_rng(seed)
+  return (rng.integers(0, columns, size=rows).astype(np.int32),
+          (rng.normal(size=(rows, columns)) * scale).astype(np.float32),
+          rng.random(rows).astype(np.float32))
+
+
+# (rows, columns, logit scale): the `small` model's outputs (4,004) at the
+# training and evaluation batch sizes, other widths (a whole number of
+# packets, or not) and scales.
+_CASES = [(320, 4004, 1.0), (2560, 4004, 3.0), (17, 5004, 0.1),
+          (64, 261, 10.0), (40, 8, 1.0), (33, 7, 1.0)]
+
+
+class CrossEntropyTest(tf.test.TestCase):
+
+  def test_matches_tensorflows_kernel(self):
+    compare = tf.function(_compare)
+    differing = total = 0
+    for seed, (rows, columns, scale) in enumerate(_CASES):
+      with self.subTest(rows=rows, columns=columns, scale=scale):
+        losses, ulps, gradients = compare(
+            *map(tf.constant, _random_case(seed, rows, columns, scale)))
+        self.assertEqual(int(gradients), 0)
+        self.assertLessEqual(float(ulps), 1.0)
+        differing += int(losses)
+        total += rows
+    self.assertLess(differing, total / 500)
+
+  def test_matches_the_kernel_in_tffs_runtime(self):
+    rows, columns, scale = 320, 4004, 1.0
+
+    @tff.tensorflow.computation(
+        tff.TensorType(np.int32, [rows]),
+        tff.TensorType(np.float32, [rows, columns]),
+        tff.TensorType(np.float32, [rows]))
+    def compare(targets, logits, upstream):
+      return _compare(targets, logits, upstream)
+
+    with runtime.local_runtime():
+      losses, ulps, gradients = compare(*_random_case(7, rows, columns,
+                                                      scale))
+    self.assertEqual(int(gradients), 0)
+    self.assertLessEqual(float(ulps), 1.0)
+    self.assertLess(int(losses), rows / 100)
+
+  def test_keeps_the_targets_shape(self):
+    targets, logits = _batch(5)
+    losses = metrics.cross_entropy(tf.constant(targets), tf.constant(logits))
+    self.assertEqual(losses.shape, targets.shape)
+    self.assertAllClose(losses, _kernel(targets, logits), rtol=1e-6)
+
+  def test_wide_outputs_use_the_kernel(self):
+    targets, logits, _ = _random_case(3, 4, 8200, 1.0)
+    self.assertAllEqual(metrics.cross_entropy(targets, logits),
+                        _kernel(targets, logits))
 
 
 class TokenSumsTest(tf.test.TestCase):
