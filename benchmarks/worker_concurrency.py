@@ -17,6 +17,13 @@ for each layout `workers x bound` in `--layouts`. Layouts are interleaved,
 median and min-max seconds and the speed against the first layout, and
 checks that every layout gives the same test sums as the first, to the bit.
 The weights are the model's initial ones: every layout does the same work.
+
+With several `--cross_entropies` (`metrics.CROSS_ENTROPIES`), every layout
+runs once per loss implementation (interleaved as well): the speed of the
+loss in the stage as the binary runs it. Sums are then compared with the
+first layout of the same implementation, and across implementations the
+kept epochs and the largest relative change of a client's loss sum are
+printed.
 """
 
 import time
@@ -45,6 +52,8 @@ LAYOUTS = flags.DEFINE_list(
     'layouts', ['1x-1', '1x1', '1x2', '2x-1', '2x1', '2x2'],
     'workers x bound on concurrent client computations per worker (-1: no '
     'bound, TFF\'s default); the first is the reference.')
+CROSS_ENTROPIES = flags.DEFINE_list(
+    'cross_entropies', ['ops'], 'Loss implementations to time (ops, kernel).')
 
 
 def _parse_layouts() -> list[tuple[int, int]]:
@@ -71,10 +80,15 @@ def main(argv):
   config = dataset_flags.config(default_vocab_size=preset.vocab_size)
   data = datasets.load_or_prepare(config, dataset_flags.cache_dir())
   encoder = text.TextEncoder(data.vocabulary, preset.seq_len)
-  model_fn = language_model.build_model_fn(preset, encoder.num_tokens,
-                                           common_flags.SEED.value)
-  stage = local.build_local_stage(model_fn)
-  weights = language_model.initial_weights(model_fn)
+  try:
+    model_fns = {name: language_model.build_model_fn(
+        preset, encoder.num_tokens, common_flags.SEED.value, name)
+                 for name in CROSS_ENTROPIES.value}
+  except ValueError as e:
+    cli.fail(f'--cross_entropies: {e}')
+  stages = {name: local.build_local_stage(model_fn)
+            for name, model_fn in model_fns.items()}
+  weights = language_model.initial_weights(model_fns[CROSS_ENTROPIES.value[0]])
   training_config = common_flags.training_config()
   stage_config = common_flags.stage_config()
   batches = batches_lib.ClientBatches(data, encoder,
@@ -85,10 +99,13 @@ def main(argv):
                             replace=False))
   chunks = [clients[i:i + CHUNK.value]
             for i in range(0, len(clients), CHUNK.value)]
+  variants = [(workers, bound, name) for name in CROSS_ENTROPIES.value
+              for workers, bound in layouts]
 
-  def run_chunk(chunk):
-    return stage.run(weights,
-                     *methods.local_run_args(batches, chunk, stage_config))
+  def run_chunks(pool, name):
+    run = lambda chunk: stages[name].run(
+        weights, *methods.local_run_args(batches, chunk, stage_config))
+    return [s for chunk_sums in pool.map(run, chunks) for s in chunk_sums]
 
   # One runtime ends every worker at the end; the layouts' contexts (each
   # its own worker processes) live side by side inside it.
@@ -97,26 +114,35 @@ def main(argv):
         [tff.backends.native.create_sync_local_cpp_execution_context(
             max_concurrent_computation_calls=bound) for _ in range(workers)],
         [f'worker {i + 1}' for i in range(workers)])
-             for workers, bound in layouts]
-    sums = [[s for chunk_sums in pool.map(run_chunk, chunks)
-             for s in chunk_sums] for pool in pools]  # Warm-up.
-    times = [[] for _ in layouts]
+             for workers, bound, _ in variants]
+    sums = [run_chunks(pool, name)  # Warm-up.
+            for pool, (_, _, name) in zip(pools, variants)]
+    times = [[] for _ in variants]
     for _ in range(REPS.value):
-      for index, pool in enumerate(pools):
+      for index, (pool, (_, _, name)) in enumerate(zip(pools, variants)):
         start = time.perf_counter()
-        pool.map(run_chunk, chunks)
+        run_chunks(pool, name)
         times[index].append(time.perf_counter() - start)
 
   reference = float(np.median(times[0]))
   print(f'{len(clients)} clients of {config.dataset}, chunks of '
         f'{CHUNK.value}, {REPS.value} repetitions')
-  for (workers, bound), seconds, layout_sums in zip(layouts, times, sums):
-    same = all(a[k] == b[k] for a, b in zip(layout_sums, sums[0])
+  for (workers, bound, name), seconds, variant_sums in zip(variants, times,
+                                                           sums):
+    first = sums[variants.index(next(v for v in variants if v[2] == name))]
+    same = all(a[k] == b[k] for a, b in zip(variant_sums, first)
                for k in ('loss_sum', 'token_count', 'best_epoch'))
+    epochs = all(a['best_epoch'] == b['best_epoch']
+                 for a, b in zip(variant_sums, sums[0]))
+    change = max(abs(float(a['loss_sum']) - float(b['loss_sum']))
+                 / max(abs(float(b['loss_sum'])), 1e-30)
+                 for a, b in zip(variant_sums, sums[0]))
     median = float(np.median(seconds))
-    print(f'workers={workers} bound={bound} seconds={median:.2f} '
-          f'(min {min(seconds):.2f}, max {max(seconds):.2f}) '
-          f'speedup={reference / median:.3f} same_sums={same}')
+    print(f'cross_entropy={name} workers={workers} bound={bound} '
+          f'seconds={median:.2f} (min {min(seconds):.2f}, max '
+          f'{max(seconds):.2f}) speedup={reference / median:.3f} '
+          f'same_sums={same} kept_epochs_as_first={epochs} '
+          f'largest_loss_change={change:.1e}')
 
 
 if __name__ == '__main__':

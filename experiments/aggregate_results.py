@@ -43,6 +43,7 @@ from experiments import cli
 from gpfl_tff.evaluation import paired as paired_lib
 from gpfl_tff.evaluation import summary
 from gpfl_tff.learning import methods as methods_lib
+from gpfl_tff.learning import training
 
 
 def _load(directory: str) -> dict:
@@ -99,7 +100,8 @@ def check_poolable(runs: list[dict], names: list[str]) -> str | None:
     flags_a, flags_b = first.get('flags', {}), run.get('flags', {})
     # A flag a run does not record did not exist yet: it ran with the value
     # that gives the old behaviour.
-    before = methods_lib.VALUES_BEFORE_FIELD
+    before = {**methods_lib.VALUES_BEFORE_FIELD,
+              **training.VALUES_BEFORE_FIELD}
     for flag in sorted(set(flags_a) | set(flags_b)):
       value_a = flags_a.get(flag, before.get(flag))
       value_b = flags_b.get(flag, before.get(flag))

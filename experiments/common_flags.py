@@ -27,6 +27,12 @@ SERVER_LR = flags.DEFINE_float('server_learning_rate', 1.0,
 SERVER_MOMENTUM = flags.DEFINE_float('server_momentum', 0.9,
                                      'Momentum of the sgdm server optimizer.')
 BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Sequences per batch.')
+CROSS_ENTROPY = flags.DEFINE_enum(
+    'cross_entropy', 'ops', ['ops', 'kernel'],
+    "The loss's implementation, in training and evaluation: ops (plain "
+    "TensorFlow ops, faster on CPU) or kernel (TensorFlow's fused kernel, as "
+    'every run before 2026-12-03; repeats their numbers bit for bit). See '
+    'gpfl_tff/models/metrics.py.')
 FINETUNE_EPOCHS = flags.DEFINE_integer(
     'finetune_epochs', 3, 'Most local fine-tuning epochs (the best on the '
     "client's validation split is kept).")
@@ -88,7 +94,8 @@ def training_config(**overrides) -> training.TrainingConfig:
       client_learning_rate=CLIENT_LR.value,
       server_optimizer=SERVER_OPTIMIZER.value,
       server_learning_rate=SERVER_LR.value,
-      server_momentum=SERVER_MOMENTUM.value, batch_size=BATCH_SIZE.value)
+      server_momentum=SERVER_MOMENTUM.value, batch_size=BATCH_SIZE.value,
+      cross_entropy=CROSS_ENTROPY.value)
   values.update(overrides)
   return training.TrainingConfig(**values)
 

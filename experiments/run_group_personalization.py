@@ -30,6 +30,7 @@ from gpfl_tff.evaluation import release
 from gpfl_tff.evaluation import report
 from gpfl_tff.learning import checkpoints
 from gpfl_tff.learning import methods as methods_lib
+from gpfl_tff.learning import training
 
 METHODS = flags.DEFINE_string(
     'methods', 'all', 'Comma-separated methods, or all: '
@@ -266,7 +267,8 @@ def main(argv):
         'training': dataclasses.asdict(training_config),
         'stages': dataclasses.asdict(stage_config)}, {
             'dataset': _defaults(type(config)),
-            'training': _defaults(type(training_config)),
+            'training': {**_defaults(type(training_config)),
+                         **training.VALUES_BEFORE_FIELD},
             'stages': {**_defaults(type(stage_config)),
                        **methods_lib.VALUES_BEFORE_FIELD}})
     store = checkpoints.RunStore(state_dir, CHECKPOINT_EVERY.value)

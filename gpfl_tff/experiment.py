@@ -42,8 +42,9 @@ def build_tree(data: client_data.GroupedClientData,
                stage_config: methods_lib.StageConfig) -> methods_lib.StageTree:
   """The stage tree of one comparison: model, learning process, local stage."""
   encoder = text.TextEncoder(data.vocabulary, preset.seq_len)
-  model_fn = language_model.build_model_fn(preset, encoder.num_tokens,
-                                           seed=stage_config.seed)
+  model_fn = language_model.build_model_fn(
+      preset, encoder.num_tokens, seed=stage_config.seed,
+      cross_entropy=training_config.cross_entropy)
   client_batches = batches_lib.ClientBatches(data, encoder,
                                              training_config.batch_size)
   process = training.build_process(model_fn, training_config)

@@ -75,7 +75,8 @@ def assign_weights(model, weights) -> None:
 
 
 def dataset_sums(model, dataset):
-  """Sums of `metrics.token_sums` over a dataset of {'x', 'y'} batches.
+  """Sums of `metrics.token_sums` over a dataset of {'x', 'y'} batches, by
+  the model's cross-entropy.
 
   Call inside a tf.function (or TFF computation): the iterator loop becomes a
   while loop in the caller's graph.
@@ -84,7 +85,7 @@ def dataset_sums(model, dataset):
       (name, tf.constant(0.0)) for name in metrics.SUM_NAMES)
   for batch in iter(dataset):
     logits = model.predict_on_batch(batch['x'], training=False)
-    sums = metrics.token_sums(batch['y'], logits)
+    sums = metrics.token_sums(batch['y'], logits, model.cross_entropy)
     total = collections.OrderedDict(
         (name, total[name] + sums[name]) for name in metrics.SUM_NAMES)
   return total
@@ -138,7 +139,7 @@ def fine_tune(model, weights, train_data, validation_data, epochs,
   model_weights = tff.learning.models.ModelWeights.from_model(model)
   trainable = tuple(model_weights.trainable)
   optimizer = tff.learning.optimizers.build_sgdm(learning_rate=learning_rate)
-  loss_fn = metrics.MaskedCrossEntropy()
+  loss_fn = metrics.MaskedCrossEntropy(model.cross_entropy)
   _assign(model_weights, weights)
   specs = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype),
                                 trainable)

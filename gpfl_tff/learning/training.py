@@ -31,8 +31,15 @@ import tensorflow_federated as tff
 
 from gpfl_tff.learning import checkpoints as checkpoints_lib
 from gpfl_tff.learning import data_source
+from gpfl_tff.models import metrics
 
 SERVER_OPTIMIZERS = ('sgd', 'sgdm', 'adam', 'yogi')
+
+
+# TrainingConfig fields added since runs were first stored, whose behaviour
+# before they existed differs from their default: a stored run without the
+# field ran with this value (see `methods.VALUES_BEFORE_FIELD`).
+VALUES_BEFORE_FIELD = {'cross_entropy': 'kernel'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +48,8 @@ class TrainingConfig:
 
   server_optimizer: 'sgd' (FedAvg), 'sgdm' (FedAvgM, momentum
   `server_momentum`), 'adam' (FedAdam) or 'yogi' (FedYogi).
+  cross_entropy: how the model computes its loss, in training and evaluation
+  alike: 'ops' or 'kernel' (`gpfl_tff.models.metrics.CROSS_ENTROPIES`).
   """
   clients_per_round: int = 10
   client_epochs: int = 1
@@ -49,8 +58,10 @@ class TrainingConfig:
   server_learning_rate: float = 1.0
   server_momentum: float = 0.9
   batch_size: int = 16
+  cross_entropy: str = 'ops'
 
   def __post_init__(self):
+    metrics.cross_entropy_fn(self.cross_entropy)  # ValueError if unknown.
     if self.server_optimizer not in SERVER_OPTIMIZERS:
       raise ValueError(f'unknown server optimizer {self.server_optimizer!r} '
                        f'(choose from {", ".join(SERVER_OPTIMIZERS)})')

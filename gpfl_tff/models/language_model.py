@@ -76,9 +76,13 @@ class LanguageModel(tff.learning.models.VariableModel):
 
   METRICS = ('loss_sum', 'token_count', 'num_examples')
 
-  def __init__(self, keras_model: tf.keras.Model, seq_len: int):
+  def __init__(self, keras_model: tf.keras.Model, seq_len: int,
+               cross_entropy: str = 'ops'):
     self._keras_model = keras_model
     self._input_spec = input_spec(seq_len)
+    # Per-target cross-entropy (targets, logits) -> losses, for training and
+    # evaluation alike (see `metrics.CROSS_ENTROPIES`).
+    self.cross_entropy = metrics.cross_entropy_fn(cross_entropy)
     self._sums = collections.OrderedDict(
         (name, tf.Variable(0.0, trainable=False, name=name))
         for name in self.METRICS)
@@ -107,7 +111,8 @@ class LanguageModel(tff.learning.models.VariableModel):
   def forward_pass(self, batch_input, training=True):
     logits = self.predict_on_batch(batch_input['x'], training)
     targets = batch_input['y']
-    loss_sum, token_count = metrics.loss_and_count(targets, logits)
+    loss_sum, token_count = metrics.loss_and_count(targets, logits,
+                                                   self.cross_entropy)
     num_examples = tf.shape(targets)[0]
     self._sums['loss_sum'].assign_add(loss_sum)
     self._sums['token_count'].assign_add(token_count)
@@ -131,13 +136,16 @@ class LanguageModel(tff.learning.models.VariableModel):
       variable.assign(0.0)
 
 
-def build_model_fn(preset: Preset, num_tokens: int, seed: int = 0
+def build_model_fn(preset: Preset, num_tokens: int, seed: int = 0,
+                   cross_entropy: str = 'ops'
                   ) -> Callable[[], tff.learning.models.VariableModel]:
-  """A no-argument function returning the TFF model (weights from `seed`)."""
+  """A no-argument function returning the TFF model (weights from `seed`;
+  `cross_entropy` one of `metrics.CROSS_ENTROPIES`)."""
+  metrics.cross_entropy_fn(cross_entropy)  # ValueError if unknown.
 
   def model_fn():
     return LanguageModel(build_keras_model(preset, num_tokens, seed),
-                         preset.seq_len)
+                         preset.seq_len, cross_entropy)
 
   return model_fn
 

@@ -11,20 +11,26 @@ word_correct_count / word_count. A prediction of <oov> or <eos> for a word is
 a miss. correct_count / token_count, the share over every counted target
 (<oov> and <eos> hits included), is kept as `accuracy_with_oov_eos`.
 
-The cross-entropy (`cross_entropy`) is computed with plain TensorFlow ops
-instead of TensorFlow's fused `SparseSoftmaxCrossEntropyWithLogits` kernel.
-Why: on CPU that kernel takes a third of a training step of the `small` model
-and most of an evaluation pass (measured in docs/RESULTS.md, "Speed"): it
-builds its loss through a per-element generator over all
-[tokens x vocabulary] entries and always computes the gradient, even where
-none is needed. The ops here compute the same numbers in the same order: the
-gradient, and so every trained weight, equals the kernel's bit for bit (the
-row sums of exp reproduce the kernel's summation order, see
-`_row_exp_sums`), and each loss equals it or differs by one unit in the last
-place (the log of the row sum is rounded from float64, where the kernel calls
-the C library's float log; about 1 token in 2,500 differs).
-`tests/models/metrics_test.py` checks both against the kernel, in TensorFlow
-and in TFF's C++ runtime.
+The cross-entropy has two implementations (`CROSS_ENTROPIES`):
+  ops     `cross_entropy`, plain TensorFlow ops (the default);
+  kernel  TensorFlow's fused `SparseSoftmaxCrossEntropyWithLogits` kernel,
+          which every run before 2026-12-03 used.
+Why `ops`: on CPU the kernel takes about a third of a training step of the
+`small` model and half of an evaluation pass (docs/RESULTS.md, "Speed"): it
+builds the loss through a per-element generator over all [tokens x
+vocabulary] entries and computes the gradient even where none is needed.
+`cross_entropy` computes the kernel's numbers in the kernel's order (the row
+sums of exp as the kernel adds them, see `_row_exp_sums`), with one
+difference: where the kernel calls the C library's float exp and log (the
+row's last `columns mod 8` exps, and the log of the row sum), it rounds
+float64 results, which is correctly rounded and the C library's float
+functions are not always (measured here: exp on about 6 in 10,000 inputs,
+log on about 3 in 10,000). Losses then differ by at most one unit in the last
+place on a few tokens, and a gradient differs on the rare row whose sum of
+exp changes: a 13-method default run gave every method the same kept epochs
+and test perplexities to 8 significant digits (docs/RESULTS.md).
+`tests/models/metrics_test.py` compares the two in TensorFlow and in TFF's
+C++ runtime. Use `kernel` to repeat an earlier run's numbers bit for bit.
 """
 
 import collections
@@ -55,9 +61,9 @@ def _row_exp_sums(shifted, exps):
   the remaining columns one by one, each exp from the C library (`std::exp`).
   A reduce_sum of the exps with those columns masked to zero gives the
   packets' part unchanged (adding zeros is exact); the last columns' exps are
-  rounded from float64 (correctly rounded, as is the C library's float exp on
-  these values: tested) and summed in order (a sum over fewer than one
-  packet runs one by one).
+  rounded from float64 (where the C library's float exp, not always
+  correctly rounded, can differ by one unit in the last place) and summed in
+  order (a sum over fewer than one packet runs one by one).
   """
   num = shifted.shape[-1]
   head = num // _PACKET * _PACKET
@@ -89,8 +95,9 @@ def _cross_entropy_2d(targets, logits):
 def cross_entropy(targets, logits):
   """Cross-entropy (nats) of each target: int [...] under logits [..., C].
 
-  The numbers of `tf.nn.sparse_softmax_cross_entropy_with_logits` (see the
-  module doc), faster on CPU. Falls back to that kernel where the summation
+  The numbers of `tf.nn.sparse_softmax_cross_entropy_with_logits` up to the
+  rounding of the C library's exp and log (see the module doc), faster on
+  CPU. Falls back to that kernel where the summation
   order cannot be reproduced (more than `_MAX_ONE_LEAF` columns, or an
   unknown number).
   """
@@ -102,8 +109,26 @@ def cross_entropy(targets, logits):
   return tf.reshape(flat, tf.shape(targets))
 
 
-def _loss_sum(targets, logits):
-  return tf.reduce_sum(cross_entropy(targets, logits) * token_mask(targets))
+def kernel_cross_entropy(targets, logits):
+  """Cross-entropy of each target by TensorFlow's fused kernel."""
+  return tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+
+
+CROSS_ENTROPIES = {'ops': cross_entropy, 'kernel': kernel_cross_entropy}
+
+
+def cross_entropy_fn(name: str):
+  """The per-target cross-entropy called `name` in `CROSS_ENTROPIES`
+  (ValueError if none)."""
+  if name not in CROSS_ENTROPIES:
+    raise ValueError(f'cross_entropy must be one of '
+                     f'{", ".join(CROSS_ENTROPIES)}, got {name!r}')
+  return CROSS_ENTROPIES[name]
+
+
+def _loss_sum(targets, logits, loss_fn=None):
+  return tf.reduce_sum((loss_fn or cross_entropy)(targets, logits)
+                       * token_mask(targets))
 
 
 def _token_count(targets):
@@ -118,12 +143,15 @@ SUM_NAMES = ('loss_sum', 'token_count', 'correct_count', 'word_count',
              'word_correct_count')
 
 
-def token_sums(targets: tf.Tensor, logits: tf.Tensor) -> collections.OrderedDict:
+def token_sums(targets: tf.Tensor, logits: tf.Tensor,
+               loss_fn=None) -> collections.OrderedDict:
   """Sums over the counted tokens of one batch.
 
   Args:
     targets: int32 [batch, time] next-token ids, 0 = padding.
     logits: float32 [batch, time, num_tokens].
+    loss_fn: (targets, logits) -> per-target cross-entropy (one of
+      `CROSS_ENTROPIES`); None: `cross_entropy`.
 
   Returns:
     OrderedDict of float32 scalars loss_sum (natural log), token_count,
@@ -133,24 +161,28 @@ def token_sums(targets: tf.Tensor, logits: tf.Tensor) -> collections.OrderedDict
   predicted = tf.cast(tf.argmax(logits, axis=-1), targets.dtype)
   hits = tf.cast(tf.equal(predicted, targets), tf.float32)
   return collections.OrderedDict(
-      loss_sum=_loss_sum(targets, logits),
+      loss_sum=_loss_sum(targets, logits, loss_fn),
       token_count=tf.reduce_sum(mask),
       correct_count=tf.reduce_sum(hits * mask),
       word_count=tf.reduce_sum(words),
       word_correct_count=tf.reduce_sum(hits * words))
 
 
-def loss_and_count(targets: tf.Tensor, logits: tf.Tensor
+def loss_and_count(targets: tf.Tensor, logits: tf.Tensor, loss_fn=None
                   ) -> tuple[tf.Tensor, tf.Tensor]:
-  """(loss_sum, token_count) of one batch, the cross-entropy computed once."""
-  return _loss_sum(targets, logits), _token_count(targets)
+  """(loss_sum, token_count) of one batch, the cross-entropy computed once
+  (by `loss_fn`, as in `token_sums`)."""
+  return _loss_sum(targets, logits, loss_fn), _token_count(targets)
 
 
 class MaskedCrossEntropy(tf.keras.losses.Loss):
-  """Mean cross-entropy over the counted tokens of a batch (training loss)."""
+  """Mean cross-entropy over the counted tokens of a batch (training loss),
+  by `loss_fn` (as in `token_sums`)."""
 
-  def __init__(self, name='masked_cross_entropy'):
+  def __init__(self, loss_fn=None, name='masked_cross_entropy'):
     super().__init__(reduction=tf.keras.losses.Reduction.SUM, name=name)
+    self._loss_fn = loss_fn
 
   def call(self, y_true, y_pred):
-    return _loss_sum(y_true, y_pred) / tf.maximum(_token_count(y_true), 1.0)
+    return (_loss_sum(y_true, y_pred, self._loss_fn)
+            / tf.maximum(_token_count(y_true), 1.0))

@@ -139,29 +139,35 @@ class ResumeTest(absltest.TestCase):
     again = os.path.join(self.root, 'again')
     shutil.copytree(self.whole, again)
     os.remove(os.path.join(again, 'results.json'))
-    # As if written before --stage_selection and --prior_estimator existed:
-    # the fields are missing. The run held stage_selection's default (last)
-    # then, and the estimator of that code (isotropic), not today's default.
+    # As if written before --stage_selection, --prior_estimator and
+    # --cross_entropy existed: the fields are missing. The run held
+    # stage_selection's default (last) then, and the estimator and loss of
+    # that code (isotropic, kernel), not today's defaults.
     path = os.path.join(again, 'state', 'run.json')
     with open(path, encoding='utf-8') as f:
       stored = json.load(f)
     del stored['stages']['stage_selection']
     del stored['stages']['prior_estimator']
+    del stored['training']['cross_entropy']
     with open(path, 'w', encoding='utf-8') as f:
       json.dump(stored, f)
     for flag, message in (
         ('--stage_selection=best', '--stage_selection=last; this command '
          'gives --stage_selection=best'),
         ('--prior_estimator=per_tensor', '--prior_estimator=isotropic; this '
-         'command gives --prior_estimator=per_tensor')):
+         'command gives --prior_estimator=per_tensor'),
+        ('--cross_entropy=ops', '--cross_entropy=kernel; this command gives '
+         '--cross_entropy=ops')):
       refused = prepare_runner.run_module(
-          _MODULE, *self.flags, '--prior_estimator=isotropic', flag,
-          f'--output_dir={again}', timeout=300)
+          _MODULE, *self.flags, '--prior_estimator=isotropic',
+          '--cross_entropy=kernel', flag, f'--output_dir={again}',
+          timeout=300)
       self.assertEqual(refused.returncode, 2)
       self.assertLen(refused.stderr_lines, 1)
       self.assertIn(message, refused.stderr_lines[0])
     run = prepare_runner.run_module(_MODULE, *self.flags,
                                     '--prior_estimator=isotropic',
+                                    '--cross_entropy=kernel',
                                     f'--output_dir={again}', timeout=600)
     self.assertEqual(run.returncode, 0, run.stderr)
     again_results, whole = (json.loads(self._read(d, 'results.json'))
