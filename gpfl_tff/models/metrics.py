@@ -15,8 +15,9 @@ The cross-entropy has two implementations (`CROSS_ENTROPIES`):
   ops     `cross_entropy`, plain TensorFlow ops (the default);
   kernel  TensorFlow's fused `SparseSoftmaxCrossEntropyWithLogits` kernel,
           which every run before 2026-12-03 used.
-Why `ops`: on CPU the kernel takes about a third of a training step of the
-`small` model and half of an evaluation pass (docs/RESULTS.md, "Speed"): it
+Why `ops`: on CPU the kernel takes about a quarter of a training step of the
+`small` model and two thirds of an evaluation pass (docs/RESULTS.md,
+"Speed"): it
 builds the loss through a per-element generator over all [tokens x
 vocabulary] entries and computes the gradient even where none is needed.
 `cross_entropy` computes the kernel's numbers in the kernel's order (the row
@@ -27,8 +28,10 @@ float64 results, which is correctly rounded and the C library's float
 functions are not always (measured here: exp on about 6 in 10,000 inputs,
 log on about 3 in 10,000). Losses then differ by at most one unit in the last
 place on a few tokens, and a gradient differs on the rare row whose sum of
-exp changes: a 13-method default run gave every method the same kept epochs
-and test perplexities to 8 significant digits (docs/RESULTS.md).
+exp changes; a long training stage that meets such a row drifts from there.
+In the 13-method default runs on Shakespeare and BBC nearly every method kept
+the same epochs and test perplexities to 8 significant digits; the largest
+change was BBC's `group_only`, -0.03 % (docs/RESULTS.md, "Speed").
 `tests/models/metrics_test.py` compares the two in TensorFlow and in TFF's
 C++ runtime. Use `kernel` to repeat an earlier run's numbers bit for bit.
 """
@@ -47,10 +50,12 @@ def token_mask(targets):
 
 
 # Eigen's float packet size in TensorFlow's CPU kernels (AVX: 8 floats) and
-# its leaf size for one-pass inner-dimension sums (1,024 packets): a row sum
-# of exp is one leaf while the row's packets number at most this many.
+# its leaf size for one-pass inner-dimension sums: a row sum of exp is added
+# in one pass while its whole packets hold fewer than 8,192 columns; wider
+# rows are split in halves, in an order the plain ops do not reproduce
+# (measured: 8,188 columns match the kernel, 8,196 do not).
 _PACKET = 8
-_MAX_ONE_LEAF = 1024 * _PACKET
+_ONE_PASS_COLUMNS = 1024 * _PACKET
 
 
 def _row_exp_sums(shifted, exps):
@@ -97,12 +102,12 @@ def cross_entropy(targets, logits):
 
   The numbers of `tf.nn.sparse_softmax_cross_entropy_with_logits` up to the
   rounding of the C library's exp and log (see the module doc), faster on
-  CPU. Falls back to that kernel where the summation
-  order cannot be reproduced (more than `_MAX_ONE_LEAF` columns, or an
-  unknown number).
+  CPU. Falls back to that kernel where the summation order cannot be
+  reproduced (`_ONE_PASS_COLUMNS` or more whole packets of columns, or an
+  unknown number of columns).
   """
   num = logits.shape[-1]
-  if num is None or num // _PACKET * _PACKET > _MAX_ONE_LEAF:
+  if num is None or num // _PACKET * _PACKET >= _ONE_PASS_COLUMNS:
     return tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
   flat = _cross_entropy_2d(tf.reshape(targets, [-1]),
                            tf.reshape(logits, [-1, num]))
