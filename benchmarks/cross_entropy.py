@@ -79,8 +79,10 @@ def main(argv):
   num_tokens = preset.vocab_size + 4
   model = language_model.build_keras_model(preset, num_tokens)
   for name, build in _cases(model, num_tokens, preset.seq_len).items():
-    kernel, plain = build(metrics.kernel_cross_entropy), build(metrics.cross_entropy)
-    (kernel_exact, kernel_close), (plain_exact, plain_close) = kernel(), plain()
+    kernel = build(metrics.kernel_cross_entropy)
+    plain = build(metrics.cross_entropy)
+    (kernel_exact, kernel_close), (plain_exact, plain_close) = (kernel(),
+                                                                plain())
     for a, b in zip(kernel_exact, plain_exact):
       if not bool(tf.reduce_all(tf.equal(a, b))):
         raise AssertionError(f'{name}: the gradients differ')

@@ -10,6 +10,7 @@ from gpfl_tff.learning import grouping
 from gpfl_tff.learning import methods as methods_lib
 from gpfl_tff.learning import training
 from gpfl_tff.models import language_model
+from gpfl_tff.models import metrics
 
 MODEL = flags.DEFINE_enum('model', 'small', list(language_model.PRESETS),
                           'Model size preset.')
@@ -28,7 +29,7 @@ SERVER_MOMENTUM = flags.DEFINE_float('server_momentum', 0.9,
                                      'Momentum of the sgdm server optimizer.')
 BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Sequences per batch.')
 CROSS_ENTROPY = flags.DEFINE_enum(
-    'cross_entropy', 'ops', ['ops', 'kernel'],
+    'cross_entropy', 'ops', list(metrics.CROSS_ENTROPIES),
     "The loss's implementation, in training and evaluation: ops (plain "
     "TensorFlow ops, faster on CPU) or kernel (TensorFlow's fused kernel, as "
     'every run before 2026-12-03; repeats their numbers bit for bit). See '
