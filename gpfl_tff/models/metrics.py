@@ -108,7 +108,7 @@ def cross_entropy(targets, logits):
   """
   num = logits.shape[-1]
   if num is None or num // _PACKET * _PACKET >= _ONE_PASS_COLUMNS:
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+    return kernel_cross_entropy(targets, logits)
   flat = _cross_entropy_2d(tf.reshape(targets, [-1]),
                            tf.reshape(logits, [-1, num]))
   return tf.reshape(flat, tf.shape(targets))
