@@ -153,7 +153,11 @@ _UNSEEN_SEED = 9
 _SPLIT_SEED = 7
 EVAL_CLIENTS = ('report', 'tuning', 'all')
 STAGE_SELECTIONS = ('last', 'best')
-PRIOR_ESTIMATORS = ('per_tensor', 'isotropic')
+PRIOR_ESTIMATORS = ('per_tensor', 'isotropic', 'predictive')
+# The precisions the predictive estimator chooses among (0: no prior), a
+# method constant, the same for every dataset: from none up to ten times the
+# precision tuned on Shakespeare's tuning clients (100, docs/RESULTS.md).
+PREDICTIVE_PRECISIONS = (0.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 # Fields added since runs were first stored, whose behaviour before they
 # existed differs from their default: a stored run without the field ran with
 # this value (resuming such a run must ask for it).
@@ -860,31 +864,45 @@ class StageTree:
     return plan
 
   def prior_precisions(self, start: str) -> dict:
-    """group -> {'precision', 'spread', 'clients'} of the Gaussian prior
-    around the group's model of `start`.
+    """group -> {'precision', 'spread' or 'held_out_loss', 'clients'} of the
+    Gaussian prior around the group's model of `start`.
 
     `config.prior_precision` >= 0: that precision for every tensor (a value
-    tuned on tuning clients). Negative: empirical Bayes, from the group's
-    tuning clients (never reported), each fine-tuned plainly (the same
-    epochs, learning rate and patience) and its delta w_tuned - w_group
-    measured per trainable tensor (`local_stage.prior_spread`, a federated
-    mean over the clients), by `config.prior_estimator`:
+    tuned on tuning clients). Negative: empirical Bayes, per group, from the
+    group's tuning clients only (never reported), by
+    `config.prior_estimator`. Two estimators match moments of the fine-tuning
+    deltas: each tuning client is fine-tuned plainly (the same epochs,
+    learning rate and patience) and its delta w_tuned - w_group measured per
+    trainable tensor (`local_stage.prior_spread`, a federated mean over the
+    clients):
       per_tensor  w_k ~ N(w_group_k, tau_k^2 I) independently for each weight
                   tensor k; tau_k^2 = mean over clients of ||delta_k||^2 /
                   D_k (D_k its entries); precision_k = 1 / tau_k^2.
-                  'precision' and 'spread' are lists, one per tensor.
+                  'precision' and 'spread' are lists, one per tensor;
+                  'shapes' lists the tensors' shapes, in the lists' order.
       isotropic   one tau^2 for all D parameters: sum_k D_k tau_k^2 / D;
                   'precision' and 'spread' are numbers.
-    Why per tensor: fine-tuning moves some tensors far more than others (by
-    up to about 6,000 times in mean squared delta within a group, measured);
-    a variance averaged over every parameter is set by the many that barely
-    move, and holds the ones that move most far too tightly. Per tensor is
-    better, but only a little: docs/RESULTS.md measures both, and why
-    neither is weak enough. Fine-tuning stops early, so tau^2 is
-    underestimated and the prior leans to the strong side. A zero spread
-    (no tuning client, or a tensor no client moved) gives precision 0 (no
-    prior on it); precisions are capped at 1e30 (float32 stays finite).
-    'shapes' lists the trainable tensors' shapes, in the lists' order.
+    A zero spread (no tuning client, or a tensor no client moved) gives
+    precision 0 (no prior on it); precisions are capped at 1e30 (float32
+    stays finite). Per tensor is better than isotropic because fine-tuning
+    moves some tensors far more than others (up to about 6,000 times in mean
+    squared delta within a group, measured), but both are far too strong:
+    fine-tuning stops early, so the deltas measure how far a few SGD steps
+    move the weights, not how far the clients' optima lie from the group
+    model, and tau^2 comes out 50 to 10,000 times too small
+    (docs/RESULTS.md measures it). The third estimator asks the data
+    directly:
+      predictive  empirical Bayes by held-out likelihood (type-II selection):
+                  for each precision of PREDICTIVE_PRECISIONS the group's
+                  tuning clients are fine-tuned under the prior (as
+                  `groupperfl_prior`: epochs still picked on their
+                  validation splits) and scored on their test splits; the
+                  precision with the lowest token-weighted loss is kept
+                  (equal losses: the smaller). 'precision' is that number
+                  (the same for every tensor); 'held_out_loss' maps each
+                  precision tried to its loss. The grid holds 0, so on the
+                  tuning clients the prior never does worse than plain
+                  fine-tuning.
     """
     cap = 1e30
     def estimate():
@@ -900,6 +918,9 @@ class StageTree:
       for group, weights in weights_by_group.items():
         clients = [c for c in self.clients_of(
             group, self._grouping_stage(start)) if c in tuning_clients]
+        if self.config.prior_estimator == 'predictive':
+          result[group] = self._predictive_prior(weights, clients)
+          continue
         sizes = np.array([np.size(w) for w in weights.trainable], np.float64)
         spreads = np.zeros(len(sizes))
         if clients:
@@ -919,3 +940,34 @@ class StageTree:
       return result
 
     return self._stage(f'prior/{start}', estimate)
+
+  def _predictive_prior(self, weights, clients: list) -> dict:
+    """The 'predictive' estimate of `prior_precisions` for one group: its
+    model `weights` and tuning `clients` (ids)."""
+    if not clients:  # No tuning client: no prior.
+      return {'precision': 0.0, 'held_out_loss': {}, 'clients': 0.0}
+    num_tensors = len(weights.trainable)
+    chunks = [clients[begin:begin + self.config.eval_chunk]
+              for begin in range(0, len(clients), self.config.eval_chunk)]
+
+    def held_out_sums(item):
+      precision, chunk = item
+      sums = self.local_stage.run_prior(
+          weights, *local_run_args(self.batches, chunk, self.config, 'test'),
+          np.full([num_tensors], precision, np.float32))
+      return precision, (sum(float(s['loss_sum']) for s in sums),
+                         sum(float(s['token_count']) for s in sums))
+
+    totals = {p: [0.0, 0.0] for p in PREDICTIVE_PRECISIONS}
+    for precision, (loss, tokens) in self.map(
+        held_out_sums, [(p, chunk) for p in PREDICTIVE_PRECISIONS
+                        for chunk in chunks]):
+      totals[precision][0] += loss
+      totals[precision][1] += tokens
+    losses = {p: loss / max(tokens, 1.0)
+              for p, (loss, tokens) in totals.items()}
+    # min() keeps the first of equal losses: the smaller precision.
+    chosen = min(PREDICTIVE_PRECISIONS, key=lambda p: losses[p])
+    return {'precision': chosen,
+            'held_out_loss': {f'{p:g}': losses[p] for p in losses},
+            'clients': float(len(clients))}

@@ -158,7 +158,7 @@ class StageTreeTest(tf.test.TestCase):
           estimator: self.tree.with_config(methods.StageConfig(**{
               **base, 'prior_estimator': estimator})).prior_precisions(
                   'group')
-          for estimator in methods.PRIOR_ESTIMATORS}
+          for estimator in ('per_tensor', 'isotropic')}
     sizes = np.array([np.size(w) for w in self.global_weights.trainable])
     measured = 0
     for group, per_tensor in priors['per_tensor'].items():
@@ -179,6 +179,40 @@ class StageTreeTest(tf.test.TestCase):
                           [1 / x if x > 0 else 0.0 for x in spread])
       # Fine-tuning moves the tensors by different amounts.
       self.assertGreater(spread.max(), 2 * spread[spread > 0].min())
+    self.assertGreater(measured, 0)
+
+  def test_predictive_prior_keeps_the_best_precision_on_tuning_clients(self):
+    config = methods.StageConfig(**{
+        **self.stage_config.__dict__, 'finetune_epochs': 2,
+        'finetune_learning_rate': 0.5, 'prior_estimator': 'predictive'})
+    tree = self.tree.with_config(config)
+    tuning, _ = methods.split_clients(self.data, config.tuning_fraction,
+                                      config.split_seed)
+    grid = [f'{p:g}' for p in methods.PREDICTIVE_PRECISIONS]
+    measured = 0
+    with runtime.local_runtime():
+      priors = tree.prior_precisions('group')
+      for group, prior in priors.items():
+        clients = tuning.get(group, [])
+        self.assertEqual(prior['clients'], len(clients), group)
+        if not clients:  # No tuning client: no prior.
+          self.assertEqual(prior['precision'], 0.0)
+          continue
+        measured += 1
+        losses = prior['held_out_loss']
+        self.assertEqual(list(losses), grid)
+        self.assertEqual(f"{prior['precision']:g}",
+                         min(grid, key=lambda p: losses[p]))
+        # Precision 0 is plain fine-tuning, scored on the tuning clients'
+        # test splits (never a report client's).
+        plain = tree.local_stage.run(
+            tree.group_weights('group')[group],
+            *methods.local_run_args(tree.batches, clients, config, 'test'))
+        self.assertAllClose(
+            losses['0'], sum(float(s['loss_sum']) for s in plain)
+            / sum(float(s['token_count']) for s in plain), rtol=1e-5)
+        # The prior changes what fine-tuning reaches.
+        self.assertGreater(max(losses.values()) - min(losses.values()), 0)
     self.assertGreater(measured, 0)
 
   def test_plan_names_every_reported_stage_and_its_steps(self):
