@@ -889,7 +889,7 @@ class StageTree:
     squared delta within a group, measured), but both are far too strong:
     fine-tuning stops early, so the deltas measure how far a few SGD steps
     move the weights, not how far the clients' optima lie from the group
-    model, and tau^2 comes out 50 to 10,000 times too small
+    model, and tau^2 comes out 50 to 30,000 times too small
     (docs/RESULTS.md measures it). The third estimator asks the data
     directly:
       predictive  empirical Bayes by held-out likelihood (type-II selection):
