@@ -47,12 +47,12 @@ PRIOR_PRECISION = flags.DEFINE_float(
     'prior around the group model (its strength); negative: per group by '
     'empirical Bayes from the group\'s tuning clients (--prior_estimator).')
 PRIOR_ESTIMATOR = flags.DEFINE_enum(
-    'prior_estimator', 'per_tensor', list(methods_lib.PRIOR_ESTIMATORS),
-    'groupperfl_prior with empirical Bayes (--prior_precision negative): one '
-    'prior variance per weight tensor from the tuning clients\' fine-tuning '
-    'deltas (per_tensor), one for all parameters (isotropic), or, per group, '
-    'the precision whose fine-tuning scores best on the group\'s tuning '
-    'clients\' held-out data (predictive).')
+    'prior_estimator', 'predictive', list(methods_lib.PRIOR_ESTIMATORS),
+    'groupperfl_prior with empirical Bayes (--prior_precision negative): per '
+    'group, the precision whose fine-tuning scores best on the group\'s '
+    'tuning clients\' held-out data (predictive), or from their fine-tuning '
+    'deltas one prior variance per weight tensor (per_tensor) or one for all '
+    'parameters (isotropic).')
 GROUPING_STATISTIC = flags.DEFINE_enum(
     'grouping_statistic', 'pearson', list(grouping.STATISTICS),
     'With --groups=inferred: the per-client statistic clustered (pearson: '

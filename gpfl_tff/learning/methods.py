@@ -187,7 +187,7 @@ class StageConfig:
   num_groups: int = 0
   grouping_statistic: str = 'pearson'
   prior_precision: float = -1.0
-  prior_estimator: str = 'per_tensor'
+  prior_estimator: str = 'predictive'
   unseen_fraction: float = 0.0
   stage_selection: str = 'last'
 
@@ -891,7 +891,7 @@ class StageTree:
     move the weights, not how far the clients' optima lie from the group
     model, and tau^2 comes out 50 to 30,000 times too small
     (docs/RESULTS.md measures it). The third estimator asks the data
-    directly:
+    directly, and is the default:
       predictive  empirical Bayes by held-out likelihood (type-II selection):
                   for each precision of PREDICTIVE_PRECISIONS the group's
                   tuning clients are fine-tuned under the prior (as
