@@ -61,6 +61,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from gpfl_tff.data import batches as batches_lib
+from gpfl_tff.evaluation import summary
 from gpfl_tff.learning import data_source
 from gpfl_tff.learning import grouping
 from gpfl_tff.learning import local
@@ -952,20 +953,18 @@ class StageTree:
 
     def held_out_sums(item):
       precision, chunk = item
-      sums = self.local_stage.run_prior(
+      return precision, self.local_stage.run_prior(
           weights, *local_run_args(self.batches, chunk, self.config, 'test'),
           np.full([num_tensors], precision, np.float32))
-      return precision, (sum(float(s['loss_sum']) for s in sums),
-                         sum(float(s['token_count']) for s in sums))
 
-    totals = {p: [0.0, 0.0] for p in PREDICTIVE_PRECISIONS}
-    for precision, (loss, tokens) in self.map(
+    client_sums = {p: [] for p in PREDICTIVE_PRECISIONS}
+    for precision, sums in self.map(
         held_out_sums, [(p, chunk) for p in PREDICTIVE_PRECISIONS
                         for chunk in chunks]):
-      totals[precision][0] += loss
-      totals[precision][1] += tokens
-    losses = {p: loss / max(tokens, 1.0)
-              for p, (loss, tokens) in totals.items()}
+      client_sums[precision].extend(sums)
+    totals = {p: summary.add(sums) for p, sums in client_sums.items()}
+    losses = {p: total['loss_sum'] / max(total['token_count'], 1.0)
+              for p, total in totals.items()}
     # min() keeps the first of equal losses: the smaller precision.
     chosen = min(PREDICTIVE_PRECISIONS, key=lambda p: losses[p])
     return {'precision': chosen,
