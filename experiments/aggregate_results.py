@@ -46,7 +46,7 @@ from gpfl_tff.learning import methods as methods_lib
 from gpfl_tff.learning import training
 
 
-def _load(directory: str) -> dict:
+def load(directory: str) -> dict:
   path = os.path.join(directory, 'results.json')
   try:
     with open(path, encoding='utf-8') as f:
@@ -111,7 +111,7 @@ def check_poolable(runs: list[dict], names: list[str]) -> str | None:
   return None
 
 
-def _client_sums(directory: str) -> tuple[dict, dict] | None:
+def client_sums(directory: str) -> tuple[dict, dict] | None:
   """A run's clients.csv: (method -> client id -> {loss_sum, token_count},
   client id -> (group, train tokens)); the second is empty if the file has
   no such columns."""
@@ -251,14 +251,14 @@ def main(argv):
   if not directories:
     cli.fail('give one or more output folders of '
              'run_group_personalization')
-  runs = [_load(d) for d in directories]
+  runs = [load(d) for d in directories]
   difference = check_poolable(runs, directories)
   if difference is not None:
     cli.fail(f'refusing to pool runs: {difference}')
   seeds = [run['stages']['seed'] for run in runs]
   print(f'{len(runs)} runs, seeds {seeds}; mean ± standard deviation over '
         'runs')
-  found = [_client_sums(d) for d in directories]
+  found = [client_sums(d) for d in directories]
   pooled = None
   if None not in found:
     pooled = pool([sums for sums, _ in found])
