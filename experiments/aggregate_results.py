@@ -87,6 +87,22 @@ def _free_flags(runs: list[dict]) -> tuple[str, ...]:
   return _FREE_FLAGS + _PRIOR_FLAGS
 
 
+def flag_differences(a: dict, b: dict) -> list[tuple[str, object, object]]:
+  """(flag, value in a, value in b) for each flag two runs' results.json
+  record with different values, in flag order. A flag a run does not record
+  did not exist yet: it ran with the value that gives the old behaviour
+  (None where there is none)."""
+  flags_a, flags_b = a.get('flags', {}), b.get('flags', {})
+  before = {**methods_lib.VALUES_BEFORE_FIELD, **training.VALUES_BEFORE_FIELD}
+  found = []
+  for flag in sorted(set(flags_a) | set(flags_b)):
+    value_a = flags_a.get(flag, before.get(flag))
+    value_b = flags_b.get(flag, before.get(flag))
+    if value_a != value_b:
+      found.append((flag, value_a, value_b))
+  return found
+
+
 def check_poolable(runs: list[dict], names: list[str]) -> str | None:
   """The first difference other than the seed between runs, or None."""
   free = _free_flags(runs)
@@ -97,15 +113,8 @@ def check_poolable(runs: list[dict], names: list[str]) -> str | None:
         return f'{name}: {key} differs from {names[0]}'
     if tuple(run['methods']) != tuple(first['methods']):
       return f'{name}: methods differ from {names[0]}'
-    flags_a, flags_b = first.get('flags', {}), run.get('flags', {})
-    # A flag a run does not record did not exist yet: it ran with the value
-    # that gives the old behaviour.
-    before = {**methods_lib.VALUES_BEFORE_FIELD,
-              **training.VALUES_BEFORE_FIELD}
-    for flag in sorted(set(flags_a) | set(flags_b)):
-      value_a = flags_a.get(flag, before.get(flag))
-      value_b = flags_b.get(flag, before.get(flag))
-      if flag not in free and value_a != value_b:
+    for flag, value_a, value_b in flag_differences(first, run):
+      if flag not in free:
         return (f'{name}: --{flag}={value_b} differs from '
                 f'--{flag}={value_a} in {names[0]}')
   return None

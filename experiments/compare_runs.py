@@ -24,12 +24,13 @@ from gpfl_tff.learning import methods as methods_lib
 
 
 def differing_flags(a: dict, b: dict) -> list[str]:
-  """'--flag: A vs B' for each recorded flag whose values differ (where a
-  run only lists flags and the other does not, '-' stands for absent)."""
-  flags_a, flags_b = a.get('flags', {}), b.get('flags', {})
-  return [f'--{flag}: {flags_a.get(flag, "-")} vs {flags_b.get(flag, "-")}'
-          for flag in sorted(set(flags_a) | set(flags_b))
-          if flag != 'output_dir' and flags_a.get(flag) != flags_b.get(flag)]
+  """'--flag: A vs B' for each flag whose values differ, read as
+  `aggregate_results.flag_differences` reads them ('-': a flag one run does
+  not record and that has no earlier value)."""
+  show = lambda value: '-' if value is None else value
+  return [f'--{flag}: {show(value_a)} vs {show(value_b)}'
+          for flag, value_a, value_b in aggregate_results.flag_differences(a, b)
+          if flag != 'output_dir']
 
 
 def compare(a: dict, b: dict, sums_a: dict, sums_b: dict) -> list[dict]:
