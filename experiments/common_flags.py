@@ -58,6 +58,12 @@ GROUPING_STATISTIC = flags.DEFINE_enum(
     'With --groups=inferred: the per-client statistic clustered (pearson: '
     'Pearson residuals of the client\'s word counts against the global '
     'model\'s predictions; bias_gradient: the output-bias gradient).')
+GROUP_START = flags.DEFINE_enum(
+    'group_start', 'fresh', list(methods_lib.GROUP_STARTS),
+    'How each group stage starts from the global stage: a fresh process state '
+    'holding the global weights (fresh: the server optimizer reset) or the '
+    'global stage\'s kept state (continue: the server optimizer, say '
+    'FedAdam\'s moments, carried on, as in fl_matched and fl_compute).')
 EVAL_BATCH_SIZE = flags.DEFINE_integer(
     'eval_batch_size', 128, 'Sequences per evaluation batch (speed only: '
     'metrics are sums).')
@@ -116,7 +122,7 @@ def stage_config(**stages) -> methods_lib.StageConfig:
       prior_precision=PRIOR_PRECISION.value,
       prior_estimator=PRIOR_ESTIMATOR.value,
       grouping_statistic=GROUPING_STATISTIC.value,
-      eval_batch_size=EVAL_BATCH_SIZE.value, seed=SEED.value,
+      group_start=GROUP_START.value, eval_batch_size=EVAL_BATCH_SIZE.value, seed=SEED.value,
       global_rounds=GLOBAL_ROUNDS.value, group_rounds=GROUP_ROUNDS.value,
       tuning_fraction=TUNING_FRACTION.value, split_seed=SPLIT_SEED.value)
   values.update(stages)

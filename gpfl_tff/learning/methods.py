@@ -10,8 +10,8 @@ Two tables declare everything; adding a method is one row of `METHOD_TABLE`
                                    global -> group; continues global's state)
   fl_compute  global   all         as many client updates as every group
                                    stage together (continues global's state)
-  group       global   per group   group_rounds (a fresh process state per
-                                   group, from the global weights)
+  group       global   per group   group_rounds (per group, from the global
+                                   weights: `group_start`, below)
   group_only  initial  per group   global_rounds + group_rounds
 
 `METHOD_TABLE`: a method is the weights of one stage (or `initial`),
@@ -41,6 +41,18 @@ round (the lowest perplexity on the stage's validation curve, round 0 = its
 start included): early stopping on validation clients' validation splits,
 applied alike to every stage, so that no method gets a selection the others
 lack. Budgets count every round run either way.
+
+Group start (`group_start`): each group's process starts from a fresh
+process state holding its parent's weights ('fresh': the server optimizer's
+state, say FedAdam's moments and step count, reset, as in the paper's reading
+of a group stage as a new federated process), or from the parent stage's
+kept state itself ('continue': the server optimizer goes on where the global
+stage left it, as `fl_matched` and `fl_compute` do, so that a group stage and
+those controls differ only in their clients). A reset Adam's first steps move
+every weight by about its learning rate whatever the gradient's scale, which
+a trained model may not survive. 'continue' applies to stages whose parent is
+a whole-population stage; a subgroup stage starts fresh from its group's
+weights either way.
 
 Group stage rule: a group with fewer than `min_group_clients` clients is not
 trained; it keeps its start weights, and `groups_kept_start` lists it.
@@ -73,8 +85,8 @@ from gpfl_tff.models import unigram
 class Stage:
   """A federated stage: `rounds(config)` rounds from its parent's model.
 
-  per_group: one run per group over that group's clients, each from a fresh
-    process state holding the parent's weights; else one run over all
+  per_group: one run per group over that group's clients, each from the
+    parent's weights (`StageConfig.group_start`); else one run over all
     clients, continuing the parent's process state.
   seed: the stage's client-sampling stream.
   """
@@ -155,6 +167,7 @@ _SPLIT_SEED = 7
 EVAL_CLIENTS = ('report', 'tuning', 'all')
 STAGE_SELECTIONS = ('last', 'best')
 PRIOR_ESTIMATORS = ('per_tensor', 'isotropic', 'predictive')
+GROUP_STARTS = ('fresh', 'continue')
 # The precisions the predictive estimator chooses among (0: no prior), a
 # method constant, the same for every dataset: from none up to ten times the
 # precision tuned on Shakespeare's tuning clients (100, docs/RESULTS.md).
@@ -191,6 +204,7 @@ class StageConfig:
   prior_estimator: str = 'predictive'
   unseen_fraction: float = 0.0
   stage_selection: str = 'last'
+  group_start: str = 'fresh'
 
   def __post_init__(self):
     if self.eval_split not in ('validation', 'test'):
@@ -217,6 +231,9 @@ class StageConfig:
                                                and self.curve_clients > 0):
       raise ValueError('stage_selection best picks rounds on the validation '
                        'curves: curve_every and curve_clients must be above 0')
+    if self.group_start not in GROUP_STARTS:
+      raise ValueError(f'group_start must be one of {", ".join(GROUP_STARTS)}'
+                       f', got {self.group_start!r}')
     if self.prior_estimator not in PRIOR_ESTIMATORS:
       raise ValueError('prior_estimator must be one of '
                        f'{", ".join(PRIOR_ESTIMATORS)}, got '
@@ -386,7 +403,8 @@ class StageTree:
                       'seed', 'curve_every', 'curve_clients', 'split_seed',
                       'unseen_fraction', 'tuning_fraction')
   # Fields only the per-group stages depend on.
-  _GROUPING_FIELDS = ('groups', 'num_groups', 'grouping_statistic')
+  _GROUPING_FIELDS = ('groups', 'num_groups', 'grouping_statistic',
+                     'group_start')
 
   def with_config(self, config: StageConfig) -> 'StageTree':
     """A tree for `config` sharing the federated stages trained so far.
@@ -671,6 +689,7 @@ class StageTree:
     spec = STAGE_TABLE[stage]
 
     def train():
+      parent_state = None
       if STAGE_TABLE.get(spec.parent) and STAGE_TABLE[spec.parent].per_group:
         parents = self.group_weights(spec.parent)
         starts = {g: parents[self._parent_group(g)]
@@ -678,14 +697,22 @@ class StageTree:
       else:
         weights = self.weights(spec.parent)
         starts = {g: weights for g in self.groups(stage)}
-      return self._train_groups(stage, starts, self._rounds(stage))
+        if self.config.group_start == 'continue' and spec.parent != 'initial':
+          parent_state = self._state(spec.parent)
+      return self._train_groups(stage, starts, self._rounds(stage),
+                                parent_state)
 
     return self._stage(stage, train)
 
   def _train_groups(self, stage: str, start_weights: dict,
-                    rounds: int) -> dict:
+                    rounds: int, parent_state=None) -> dict:
     """Weights per group, each from its start weights; the groups are
-    independent tasks (`map`)."""
+    independent tasks (`map`).
+
+    Each group's process starts from a fresh state holding its start weights,
+    or with `parent_state` from that state (its server optimizer's state
+    carried on) holding them.
+    """
     trained = self._trained_groups(stage)
     groups = self.groups(stage)
     for group in groups:
@@ -697,7 +724,9 @@ class StageTree:
       # so that a task run again (on another worker) starts over cleanly.
       state = self._train(
           f'{stage}/{group}',
-          training.start_state(self.process, start_weights[group]),
+          training.start_state(self.process, start_weights[group])
+          if parent_state is None else self.process.set_model_weights(
+              parent_state, start_weights[group]),
           self._clients(stage, self.clients_of(group, stage),
                         groups.index(group)), rounds)
       return self.process.get_model_weights(state)

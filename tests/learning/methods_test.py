@@ -365,5 +365,53 @@ class BestRoundTest(tf.test.TestCase):
     self.assertAlmostEqual(curves['fl_matched'][0][1], global_kept, places=4)
 
 
+class GroupStartTest(tf.test.TestCase):
+  """group_start: a group stage starts from a fresh server optimizer state or
+  carries on the global stage's."""
+
+  def test_continue_carries_the_global_optimizer_state_on(self):
+    directory = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    data = synthetic.prepare_grouped(directory, {'a': 3, 'b': 3})
+    training_config = training.TrainingConfig(
+        clients_per_round=3, client_learning_rate=0.5, batch_size=4,
+        server_optimizer='adam', server_learning_rate=0.01)
+    starts, weights = {}, {}
+    for group_start in methods.GROUP_STARTS:
+      config = methods.StageConfig(
+          global_rounds=3, group_rounds=2, finetune_epochs=0, seed=0,
+          eval_clients='all', group_start=group_start)
+      started = []
+      with mock.patch.object(training, 'run_rounds',
+                             wraps=training.run_rounds) as run_rounds, \
+          runtime.local_runtime():
+        tree = experiment.run(data, synthetic.TINY, training_config, config,
+                              ['fl', 'groupfl']).tree
+        for call in run_rounds.call_args_list:
+          started.append(call.args[1])  # The stage's start state.
+        global_weights = tree.weights('global')
+        weights[group_start] = tree.group_weights('group')
+      # The global stage, then groups a and b.
+      self.assertLen(started, 3)
+      starts[group_start] = started
+      for state in started[1:]:
+        self.assertAllClose(state.global_model_weights.trainable,
+                            global_weights.trainable)
+    # FedAdam's step count: reset for a fresh group stage, the global
+    # stage's three rounds carried on with continue.
+    self.assertEqual(int(starts['fresh'][0].finalizer['step']), 0)
+    for state in starts['fresh'][1:]:
+      self.assertEqual(int(state.finalizer['step']), 0)
+    for state in starts['continue'][1:]:
+      self.assertEqual(int(state.finalizer['step']), 3)
+    # The carried moments change what the groups learn.
+    for group in ('a', 'b'):
+      self.assertNotAllClose(weights['fresh'][group].trainable,
+                             weights['continue'][group].trainable)
+
+  def test_bad_group_start(self):
+    with self.assertRaisesRegex(ValueError, 'group_start must be one of'):
+      methods.StageConfig(group_start='warm')
+
+
 if __name__ == '__main__':
   tf.test.main()
