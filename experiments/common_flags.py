@@ -50,7 +50,9 @@ PRIOR_ESTIMATOR = flags.DEFINE_enum(
     'prior_estimator', 'predictive', list(methods_lib.PRIOR_ESTIMATORS),
     'groupperfl_prior with empirical Bayes (--prior_precision negative): per '
     'group, the precision whose fine-tuning scores best on the group\'s '
-    'tuning clients\' held-out data (predictive), or from their fine-tuning '
+    'tuning clients\' held-out data (predictive; predictive_pooled: one '
+    'precision for every group, scored on all groups\' tuning clients '
+    'together), or from their fine-tuning '
     'deltas one prior variance per weight tensor (per_tensor) or one for all '
     'parameters (isotropic).')
 GROUPING_STATISTIC = flags.DEFINE_enum(

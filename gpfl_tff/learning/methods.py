@@ -166,7 +166,8 @@ _UNSEEN_SEED = 9
 _SPLIT_SEED = 7
 EVAL_CLIENTS = ('report', 'tuning', 'all')
 STAGE_SELECTIONS = ('last', 'best')
-PRIOR_ESTIMATORS = ('per_tensor', 'isotropic', 'predictive')
+PRIOR_ESTIMATORS = ('per_tensor', 'isotropic', 'predictive',
+                    'predictive_pooled')
 GROUP_STARTS = ('fresh', 'continue')
 # The precisions the predictive estimator chooses among (0: no prior), a
 # method constant, the same for every dataset: from none up to ten times the
@@ -933,6 +934,19 @@ class StageTree:
                   precision tried to its loss. The grid holds 0, so on the
                   tuning clients the prior never does worse than plain
                   fine-tuning.
+      predictive_pooled  the same, with one precision shared by every group
+                  (the hierarchy's prior scale as a hyperparameter of the
+                  whole population, as in classical hierarchical empirical
+                  Bayes): each group's tuning clients are fine-tuned under
+                  the prior from their own group's model, and the precision
+                  with the lowest loss over all groups' tuning clients
+                  together is kept. Per-group choices rest on a group's few
+                  tuning clients, whose losses across the grid can differ by
+                  less than their noise (Shakespeare's genres, measured in
+                  docs/RESULTS.md); pooling uses every tuning client for the
+                  one choice, and a group without tuning clients gets it too.
+                  Each group also reports its own 'held_out_loss';
+                  'pooled_held_out_loss' holds the losses the choice used.
     """
     cap = 1e30
     def estimate():
@@ -948,7 +962,7 @@ class StageTree:
       for group, weights in weights_by_group.items():
         clients = [c for c in self.clients_of(
             group, self._grouping_stage(start)) if c in tuning_clients]
-        if self.config.prior_estimator == 'predictive':
+        if self.config.prior_estimator.startswith('predictive'):
           result[group] = self._predictive_prior(weights, clients)
           continue
         sizes = np.array([np.size(w) for w in weights.trainable], np.float64)
@@ -967,6 +981,16 @@ class StageTree:
                          'clients': float(len(clients)),
                          'shapes': [list(np.shape(w))
                                     for w in weights.trainable]}
+      if self.config.prior_estimator == 'predictive_pooled':
+        sums = [prior['held_out_sums'] for prior in result.values()]
+        pooled = {p: sum(s[p][0] for s in sums)
+                  / max(sum(s[p][1] for s in sums), 1.0)
+                  for p in (f'{p:g}' for p in PREDICTIVE_PRECISIONS)}
+        # The first of equal losses: the smaller precision.
+        chosen = min(PREDICTIVE_PRECISIONS, key=lambda p: pooled[f'{p:g}'])
+        for prior in result.values():
+          prior['precision'] = chosen
+          prior['pooled_held_out_loss'] = pooled
       return result
 
     return self._stage(f'prior/{start}', estimate)
@@ -975,7 +999,9 @@ class StageTree:
     """The 'predictive' estimate of `prior_precisions` for one group: its
     model `weights` and tuning `clients` (ids)."""
     if not clients:  # No tuning client: no prior.
-      return {'precision': 0.0, 'held_out_loss': {}, 'clients': 0.0}
+      return {'precision': 0.0, 'held_out_loss': {}, 'clients': 0.0,
+              'held_out_sums': {f'{p:g}': [0.0, 0.0]
+                                for p in PREDICTIVE_PRECISIONS}}
     num_tensors = len(weights.trainable)
     chunks = [clients[begin:begin + self.config.eval_chunk]
               for begin in range(0, len(clients), self.config.eval_chunk)]
@@ -998,4 +1024,8 @@ class StageTree:
     chosen = min(PREDICTIVE_PRECISIONS, key=lambda p: losses[p])
     return {'precision': chosen,
             'held_out_loss': {f'{p:g}': losses[p] for p in losses},
+            # precision -> [loss sum, token count], for pooling groups.
+            'held_out_sums': {f'{p:g}': [float(totals[p]['loss_sum']),
+                                         float(totals[p]['token_count'])]
+                              for p in totals},
             'clients': float(len(clients))}

@@ -215,6 +215,32 @@ class StageTreeTest(tf.test.TestCase):
         self.assertGreater(max(losses.values()) - min(losses.values()), 0)
     self.assertGreater(measured, 0)
 
+  def test_pooled_predictive_prior_shares_the_best_precision_over_groups(self):
+    base = {**self.stage_config.__dict__, 'finetune_epochs': 2,
+            'finetune_learning_rate': 0.5}
+    with runtime.local_runtime():
+      priors = {
+          estimator: self.tree.with_config(methods.StageConfig(**{
+              **base, 'prior_estimator': estimator})).prior_precisions(
+                  'group')
+          for estimator in ('predictive', 'predictive_pooled')}
+    per_group, pooled = priors['predictive'], priors['predictive_pooled']
+    self.assertCountEqual(pooled, per_group)
+    grid = [f'{p:g}' for p in methods.PREDICTIVE_PRECISIONS]
+    # The pooled loss of each precision: all groups' tuning tokens together.
+    losses = {p: sum(g['held_out_sums'][p][0] for g in per_group.values())
+              / sum(g['held_out_sums'][p][1] for g in per_group.values())
+              for p in grid}
+    chosen = min(grid, key=lambda p: losses[p])
+    for group, prior in pooled.items():
+      # Each group's own losses are the per-group estimator's.
+      self.assertEqual(prior['held_out_loss'],
+                       per_group[group]['held_out_loss'], group)
+      self.assertAllClose(prior['pooled_held_out_loss'], losses)
+      # Every group gets the one choice, a group without tuning clients too.
+      self.assertEqual(f"{prior['precision']:g}", chosen, group)
+    self.assertEqual(pooled['d']['clients'], 0)
+
   def test_plan_names_every_reported_stage_and_its_steps(self):
     self.assertLen(self.plans, 1)
     plan = self.plans[0]
