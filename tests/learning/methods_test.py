@@ -150,15 +150,20 @@ class StageTreeTest(tf.test.TestCase):
       self.tree.with_config(methods.StageConfig(**{
           **self.stage_config.__dict__, 'global_rounds': 4}))
 
-  def test_empirical_bayes_prior_per_tensor_and_isotropic(self):
+  def _priors(self, *estimators):
+    """estimator -> the group stage's `prior_precisions` under it (two
+    fine-tuning epochs at rate 0.5)."""
     base = {**self.stage_config.__dict__, 'finetune_epochs': 2,
             'finetune_learning_rate': 0.5}
     with runtime.local_runtime():
-      priors = {
+      return {
           estimator: self.tree.with_config(methods.StageConfig(**{
               **base, 'prior_estimator': estimator})).prior_precisions(
                   'group')
-          for estimator in ('per_tensor', 'isotropic')}
+          for estimator in estimators}
+
+  def test_empirical_bayes_prior_per_tensor_and_isotropic(self):
+    priors = self._priors('per_tensor', 'isotropic')
     sizes = np.array([np.size(w) for w in self.global_weights.trainable])
     measured = 0
     for group, per_tensor in priors['per_tensor'].items():
@@ -216,14 +221,7 @@ class StageTreeTest(tf.test.TestCase):
     self.assertGreater(measured, 0)
 
   def test_pooled_predictive_prior_shares_the_best_precision_over_groups(self):
-    base = {**self.stage_config.__dict__, 'finetune_epochs': 2,
-            'finetune_learning_rate': 0.5}
-    with runtime.local_runtime():
-      priors = {
-          estimator: self.tree.with_config(methods.StageConfig(**{
-              **base, 'prior_estimator': estimator})).prior_precisions(
-                  'group')
-          for estimator in ('predictive', 'predictive_pooled')}
+    priors = self._priors('predictive', 'predictive_pooled')
     per_group, pooled = priors['predictive'], priors['predictive_pooled']
     self.assertCountEqual(pooled, per_group)
     grid = [f'{p:g}' for p in methods.PREDICTIVE_PRECISIONS]
