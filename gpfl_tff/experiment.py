@@ -157,17 +157,14 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
                     for m, sums in unseen_sums.items()},
         # The group's model against the global one, and every method
         # against groupperfl, on the unseen clients.
-        'paired': {f'{a} - {b}': paired.difference(
-            unseen_sums[a], unseen_sums[b], seed=stage_config.seed)
-                   for a, b in (('groupfl', 'fl'), ('groupperfl', 'perfl'),
-                                ('groupperfl_prior', 'perfl'))
-                   + tuple(('groupperfl', m) for m in methods
-                           if m != 'groupperfl')
-                   if a in unseen_sums and b in unseen_sums}}
+        'paired': _stage_pairs(unseen_sums, stage_config.seed, tuple(
+            ('groupperfl', m) for m in methods if m != 'groupperfl'))}
   curves = tree.curves()
   results = {
       'methods': reports,
       'paired': paired_results,
+      # What the group stage adds, with and without fine-tuning.
+      'paired_stages': _stage_pairs(client_sums, stage_config.seed),
       'curves': curves,
       'small_data': small_data,
       'prior_small_data': prior_small_data,
@@ -190,3 +187,18 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
   }
   return Outcome(results=results, client_sums=client_sums,
                  train_tokens=train_tokens, tree=tree)
+
+
+# The group stage's own gain: a method from the group's model against the
+# same method from the global model.
+_STAGE_PAIRS = (('groupfl', 'fl'), ('groupperfl', 'perfl'),
+                ('groupperfl_prior', 'perfl'))
+
+
+def _stage_pairs(client_sums: dict, seed: int, more=()) -> dict:
+  """'a - b' -> paired.difference(a, b) for each pair of `_STAGE_PAIRS`
+  and `more` whose methods both ran."""
+  return {f'{a} - {b}': paired.difference(client_sums[a], client_sums[b],
+                                          seed=seed)
+          for a, b in _STAGE_PAIRS + tuple(more)
+          if a in client_sums and b in client_sums}

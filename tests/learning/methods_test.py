@@ -315,6 +315,17 @@ class StageTreeTest(tf.test.TestCase):
       self.assertGreaterEqual(result['ci_high'], result['mean'])
       self.assertEqual(result['clients'], len(self.data.client_ids))
 
+  def test_paired_stages_give_the_group_stage_its_own_gain(self):
+    stages = self.outcome.results['paired_stages']
+    # groupperfl_prior did not run.
+    self.assertCountEqual(stages, ['groupfl - fl', 'groupperfl - perfl'])
+    # Without fine-tuning each pair is groupfl against fl, as is groupperfl
+    # (= groupfl) against fl.
+    for pair in stages.values():
+      self.assertAllClose(pair['mean'],
+                          self.outcome.results['paired']['fl']['mean'])
+      self.assertLess(pair['ci_high'], 0.0)
+
 
 class _Data:
   """The part of GroupedClientData that `split_clients` reads."""
