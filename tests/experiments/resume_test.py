@@ -139,15 +139,17 @@ class ResumeTest(absltest.TestCase):
     again = os.path.join(self.root, 'again')
     shutil.copytree(self.whole, again)
     os.remove(os.path.join(again, 'results.json'))
-    # As if written before --stage_selection, --prior_estimator and
-    # --cross_entropy existed: the fields are missing. The run held
-    # stage_selection's default (last) then, and the estimator and loss of
-    # that code (isotropic, kernel), not today's defaults.
+    # As if written before --stage_selection, --prior_estimator,
+    # --group_start and --cross_entropy existed: the fields are missing. The
+    # run held stage_selection's and group_start's defaults (last, fresh)
+    # then, and the estimator and loss of that code (isotropic, kernel), not
+    # today's defaults.
     path = os.path.join(again, 'state', 'run.json')
     with open(path, encoding='utf-8') as f:
       stored = json.load(f)
     del stored['stages']['stage_selection']
     del stored['stages']['prior_estimator']
+    del stored['stages']['group_start']
     del stored['training']['cross_entropy']
     with open(path, 'w', encoding='utf-8') as f:
       json.dump(stored, f)
@@ -156,6 +158,8 @@ class ResumeTest(absltest.TestCase):
          'gives --stage_selection=best'),
         ('--prior_estimator=per_tensor', '--prior_estimator=isotropic; this '
          'command gives --prior_estimator=per_tensor'),
+        ('--group_start=continue', '--group_start=fresh; this command gives '
+         '--group_start=continue'),
         ('--cross_entropy=ops', '--cross_entropy=kernel; this command gives '
          '--cross_entropy=ops')):
       refused = prepare_runner.run_module(
