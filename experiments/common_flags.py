@@ -124,7 +124,8 @@ def stage_config(**stages) -> methods_lib.StageConfig:
       prior_precision=PRIOR_PRECISION.value,
       prior_estimator=PRIOR_ESTIMATOR.value,
       grouping_statistic=GROUPING_STATISTIC.value,
-      group_start=GROUP_START.value, eval_batch_size=EVAL_BATCH_SIZE.value, seed=SEED.value,
+      group_start=GROUP_START.value, eval_batch_size=EVAL_BATCH_SIZE.value,
+      seed=SEED.value,
       global_rounds=GLOBAL_ROUNDS.value, group_rounds=GROUP_ROUNDS.value,
       tuning_fraction=TUNING_FRACTION.value, split_seed=SPLIT_SEED.value)
   values.update(stages)

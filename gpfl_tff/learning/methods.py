@@ -942,9 +942,10 @@ class StageTree:
                   with the lowest loss over all groups' tuning clients
                   together is kept. Per-group choices rest on a group's few
                   tuning clients, whose losses across the grid can differ by
-                  less than their noise (Shakespeare's genres, measured in
-                  docs/RESULTS.md); pooling uses every tuning client for the
-                  one choice, and a group without tuning clients gets it too.
+                  less than their noise; pooling uses every tuning client for
+                  the one choice, and a group without tuning clients gets it
+                  too. Measured (docs/RESULTS.md): it chooses what most groups
+                  chose alone, and moves the results little either way.
                   Each group also reports its own 'held_out_loss';
                   'pooled_held_out_loss' holds the losses the choice used.
     """
