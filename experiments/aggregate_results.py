@@ -43,7 +43,6 @@ from experiments import cli
 from gpfl_tff.evaluation import paired as paired_lib
 from gpfl_tff.evaluation import summary
 from gpfl_tff.learning import methods as methods_lib
-from gpfl_tff.learning import training
 
 
 def load(directory: str) -> dict:
@@ -91,9 +90,9 @@ def flag_differences(a: dict, b: dict) -> list[tuple[str, object, object]]:
   """(flag, value in a, value in b) for each flag two runs' results.json
   record with different values, in flag order. A flag a run does not record
   did not exist yet: it ran with the value that gives the old behaviour
-  (None where there is none)."""
+  (`methods.values_before_fields`; None where there is none)."""
   flags_a, flags_b = a.get('flags', {}), b.get('flags', {})
-  before = {**methods_lib.VALUES_BEFORE_FIELD, **training.VALUES_BEFORE_FIELD}
+  before = methods_lib.values_before_fields()
   found = []
   for flag in sorted(set(flags_a) | set(flags_b)):
     value_a = flags_a.get(flag, before.get(flag))

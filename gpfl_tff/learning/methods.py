@@ -179,6 +179,18 @@ PREDICTIVE_PRECISIONS = (0.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 VALUES_BEFORE_FIELD = {'prior_estimator': 'isotropic'}
 
 
+def values_before_fields() -> dict:
+  """field -> the value a run stored before the field existed ran with:
+  `VALUES_BEFORE_FIELD` (this module's and `training`'s), else the field's
+  default (a field added with a default that keeps the old behaviour), for
+  the fields of `StageConfig` and `training.TrainingConfig`."""
+  fields = (*dataclasses.fields(StageConfig),
+            *dataclasses.fields(training.TrainingConfig))
+  return {**{f.name: f.default for f in fields
+             if f.default is not dataclasses.MISSING},
+          **training.VALUES_BEFORE_FIELD, **VALUES_BEFORE_FIELD}
+
+
 @dataclasses.dataclass(frozen=True)
 class StageConfig:
   """Rounds and fine-tuning settings of the stages (see module docstring)."""

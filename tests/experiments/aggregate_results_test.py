@@ -185,6 +185,22 @@ class AggregateResultsTest(absltest.TestCase):
     run = prepare_runner.run_module(_MODULE, *dirs)
     self.assertEqual(run.returncode, 0, run.stderr)
 
+  def test_a_flag_added_since_a_run_holds_the_old_behaviour_there(self):
+    root = self.create_tempdir().full_path
+    dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
+    # Seed 0 predates --group_start and ran its default (fresh) behaviour.
+    _edit_results(dirs[0], lambda r: r['flags'].pop('group_start', None))
+    _edit_results(dirs[1], lambda r: r['flags'].update(group_start='fresh'))
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 0, run.stderr)
+    _edit_results(dirs[1], lambda r: r['flags'].update(
+        group_start='continue'))
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 2)
+    self.assertLen(run.stderr_lines, 1)
+    self.assertIn('--group_start=continue differs from --group_start=fresh',
+                  run.stderr_lines[0])
+
   def test_runs_with_other_flags_are_refused(self):
     root = self.create_tempdir().full_path
     dirs = [_run_dir(root, 0, 100.0, 0.5),
