@@ -43,6 +43,7 @@ from experiments import cli
 from gpfl_tff.evaluation import paired as paired_lib
 from gpfl_tff.evaluation import summary
 from gpfl_tff.learning import methods as methods_lib
+from gpfl_tff.learning import training
 
 
 def load(directory: str) -> dict:
@@ -92,7 +93,8 @@ def flag_differences(a: dict, b: dict) -> list[tuple[str, object, object]]:
   did not exist yet: it ran with the value that gives the old behaviour
   (`methods.values_before_fields`; None where there is none)."""
   flags_a, flags_b = a.get('flags', {}), b.get('flags', {})
-  before = methods_lib.values_before_fields()
+  before = {**methods_lib.values_before_fields(training.TrainingConfig),
+            **methods_lib.values_before_fields(methods_lib.StageConfig)}
   found = []
   for flag in sorted(set(flags_a) | set(flags_b)):
     value_a = flags_a.get(flag, before.get(flag))

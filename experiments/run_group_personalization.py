@@ -30,7 +30,6 @@ from gpfl_tff.evaluation import release
 from gpfl_tff.evaluation import report
 from gpfl_tff.learning import checkpoints
 from gpfl_tff.learning import methods as methods_lib
-from gpfl_tff.learning import training
 
 METHODS = flags.DEFINE_string(
     'methods', 'all', 'Comma-separated methods, or all: '
@@ -170,7 +169,7 @@ def _check_resumable(state_dir: str, run_config: dict,
   the stored run does not record was added to the code since; it held its
   default then, or the value that gives the behaviour of the code before it
   (`defaults`: part -> field -> that value; see
-  `methods.VALUES_BEFORE_FIELD`).
+  `methods.values_before_fields`).
   """
   path = os.path.join(state_dir, 'run.json')
   if not os.path.exists(path):
@@ -194,12 +193,6 @@ def _check_resumable(state_dir: str, run_config: dict,
             f'{os.path.dirname(state_dir)} holds a run with --{name}='
             f'{old}; this command gives --{name}={now.get(name)}'
             ' (use another --output_dir, or the same flags to resume)')
-
-
-def _defaults(config_type) -> dict:
-  """field -> default of a dataclass's fields that have one."""
-  return {f.name: f.default for f in dataclasses.fields(config_type)
-          if f.default is not dataclasses.MISSING}
 
 
 def main(argv):
@@ -266,11 +259,10 @@ def main(argv):
         'model': {'model': common_flags.MODEL.value},
         'training': dataclasses.asdict(training_config),
         'stages': dataclasses.asdict(stage_config)}, {
-            'dataset': _defaults(type(config)),
-            'training': {**_defaults(type(training_config)),
-                         **training.VALUES_BEFORE_FIELD},
-            'stages': {**_defaults(type(stage_config)),
-                       **methods_lib.VALUES_BEFORE_FIELD}})
+            part: methods_lib.values_before_fields(type(value))
+            for part, value in (('dataset', config),
+                                ('training', training_config),
+                                ('stages', stage_config))})
     store = checkpoints.RunStore(state_dir, CHECKPOINT_EVERY.value)
   releaser = release.RoundReleaser(output_dir)
   with contextlib.ExitStack() as stack:

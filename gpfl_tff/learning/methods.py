@@ -179,16 +179,19 @@ PREDICTIVE_PRECISIONS = (0.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 VALUES_BEFORE_FIELD = {'prior_estimator': 'isotropic'}
 
 
-def values_before_fields() -> dict:
-  """field -> the value a run stored before the field existed ran with:
-  `VALUES_BEFORE_FIELD` (this module's and `training`'s), else the field's
-  default (a field added with a default that keeps the old behaviour), for
-  the fields of `StageConfig` and `training.TrainingConfig`."""
-  fields = (*dataclasses.fields(StageConfig),
-            *dataclasses.fields(training.TrainingConfig))
-  return {**{f.name: f.default for f in fields
-             if f.default is not dataclasses.MISSING},
-          **training.VALUES_BEFORE_FIELD, **VALUES_BEFORE_FIELD}
+def values_before_fields(config_type) -> dict:
+  """field -> the value a run stored before the field existed ran with, for
+  a configuration dataclass (`StageConfig`, `training.TrainingConfig`, the
+  dataset's): `VALUES_BEFORE_FIELD` (this module's for StageConfig,
+  `training`'s for TrainingConfig), else the field's default (a field added
+  with a default that keeps the old behaviour)."""
+  values = {f.name: f.default for f in dataclasses.fields(config_type)
+            if f.default is not dataclasses.MISSING}
+  if config_type is StageConfig:
+    values.update(VALUES_BEFORE_FIELD)
+  if config_type is training.TrainingConfig:
+    values.update(training.VALUES_BEFORE_FIELD)
+  return values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,9 +418,10 @@ class StageTree:
   _TRAINING_FIELDS = ('global_rounds', 'group_rounds', 'min_group_clients',
                       'seed', 'curve_every', 'curve_clients', 'split_seed',
                       'unseen_fraction', 'tuning_fraction')
+  # Fields that decide the groups.
+  _GROUPING_FIELDS = ('groups', 'num_groups', 'grouping_statistic')
   # Fields only the per-group stages depend on.
-  _GROUPING_FIELDS = ('groups', 'num_groups', 'grouping_statistic',
-                     'group_start')
+  _PER_GROUP_FIELDS = _GROUPING_FIELDS + ('group_start',)
 
   def with_config(self, config: StageConfig) -> 'StageTree':
     """A tree for `config` sharing the federated stages trained so far.
@@ -437,9 +441,11 @@ class StageTree:
     tree.config = config
     trained = tuple(STAGE_TABLE)
     if any(getattr(config, f) != getattr(self.config, f)
-           for f in self._GROUPING_FIELDS):
+           for f in self._PER_GROUP_FIELDS):
       trained = tuple(n for n, s in STAGE_TABLE.items() if not s.per_group)
-      tree._grouping = None
+      if any(getattr(config, f) != getattr(self.config, f)
+             for f in self._GROUPING_FIELDS):
+        tree._grouping = None
       tree.groups_kept_start = []
       tree.history = {n: r for n, r in self.history.items()
                       if n.split('/')[0] in trained}
