@@ -17,7 +17,8 @@ seeds, so the interval covers training noise and the choice of clients. When the
 clients.csv files also give each client's group and train tokens, and the
 runs have perfl and groupperfl, a table of the small-data claim follows:
 groupperfl - perfl by fifths of train tokens within group, each run's value
-and the runs pooled the same way.
+and the runs pooled the same way; when they also have groupperfl_prior, the
+same table of groupperfl_prior - groupperfl (the prior's claim) follows.
 
 When the runs have validation curves (`results.json` `curves`), a second
 table gives each run's convergence by the rule of
@@ -168,27 +169,37 @@ def pooled_paired(pooled: dict) -> dict:
           for m, sums in pooled.items() if m != 'groupperfl'}
 
 
-def small_data_table(runs: list[dict], pooled: dict,
-                     infos: list[dict]) -> str | None:
-  """groupperfl - perfl by fifths of train tokens within group: each run's
-  difference (its results.json `small_data`) and the runs pooled, with a
+# The small-data tables: (method, the method it is paired with, the key of
+# each run's own values in results.json), each printed when the runs have
+# both methods.
+SMALL_DATA_PAIRS = (('groupperfl', 'perfl', 'small_data'),
+                    ('groupperfl_prior', 'groupperfl', 'prior_small_data'))
+
+
+def small_data_table(runs: list[dict], pooled: dict, infos: list[dict],
+                     pair: tuple[str, str, str] = SMALL_DATA_PAIRS[0]
+                     ) -> str | None:
+  """`pair`'s first method minus its second by fifths of train tokens within
+  group (groupperfl - perfl by default): each run's difference (its
+  results.json value under the pair's key) and the runs pooled, with a
   bootstrap over clients that keeps each client's seeds together. None
   without both methods or without the clients' groups and train tokens."""
-  if not ('groupperfl' in pooled and 'perfl' in pooled and infos[0]):
+  first, second, key = pair
+  if not (first in pooled and second in pooled and infos[0]):
     return None
   if any(info != infos[0] for info in infos[1:]):
     cli.fail('refusing to pool runs: their clients differ in group or '
              'train tokens')
   groups = {c: group for c, (group, _) in infos[0].items()}
   tokens = {c: n for c, (_, n) in infos[0].items()}
-  rows = paired_lib.by_data_size(pooled['groupperfl'], pooled['perfl'],
-                                 tokens, groups)
+  rows = paired_lib.by_data_size(pooled[first], pooled[second], tokens,
+                                 groups)
   lines = ['| fifth (least data first) | clients | train tokens (median) | '
            'each run | pooled [95% CI] |', '|---|---|---|---|---|']
   for row in rows:
     each = []
     for run in runs:
-      found = [r for r in run.get('small_data', []) if r['bin'] == row['bin']]
+      found = [r for r in run.get(key, []) if r['bin'] == row['bin']]
       each.append(f'{found[0]["mean"]:+.4f}' if found else '-')
     lines.append(f'| {row["bin"] + 1} | {row["clients"]} | '
                  f'{row["train_tokens_median"]:.0f} | {", ".join(each)} | '
@@ -274,14 +285,15 @@ def main(argv):
     pooled = pool([sums for sums, _ in found])
   print()
   print(table(runs, pooled_paired(pooled) if pooled is not None else None))
-  small = (small_data_table(runs, pooled, [info for _, info in found])
-           if pooled is not None else None)
-  if small is not None:
-    print()
-    print('groupperfl - perfl in token-weighted log-perplexity by fifths of '
-          'train tokens within group (negative: groupperfl better)')
-    print()
-    print(small)
+  for first, second, key in SMALL_DATA_PAIRS if pooled is not None else ():
+    small = small_data_table(runs, pooled, [info for _, info in found],
+                             (first, second, key))
+    if small is not None:
+      print()
+      print(f'{first} - {second} in token-weighted log-perplexity by fifths '
+            f'of train tokens within group (negative: {first} better)')
+      print()
+      print(small)
   converged = convergence_table(runs)
   if converged is not None:
     print()

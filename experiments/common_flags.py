@@ -66,6 +66,11 @@ GROUP_START = flags.DEFINE_enum(
     'holding the global weights (fresh: the server optimizer reset) or the '
     'global stage\'s kept state (continue: the server optimizer, say '
     'FedAdam\'s moments, carried on, as in fl_matched and fl_compute).')
+GROUP_SERVER_LR = flags.DEFINE_float(
+    'group_server_learning_rate', 0.0, 'Server learning rate of the stages '
+    'that fine-tune the global model per group (group, subgroup) and of '
+    'their equal-budget controls (fl_matched, fl_compute); 0: the global '
+    'stage\'s (--server_learning_rate).')
 EVAL_BATCH_SIZE = flags.DEFINE_integer(
     'eval_batch_size', 128, 'Sequences per evaluation batch (speed only: '
     'metrics are sums).')
@@ -124,7 +129,9 @@ def stage_config(**stages) -> methods_lib.StageConfig:
       prior_precision=PRIOR_PRECISION.value,
       prior_estimator=PRIOR_ESTIMATOR.value,
       grouping_statistic=GROUPING_STATISTIC.value,
-      group_start=GROUP_START.value, eval_batch_size=EVAL_BATCH_SIZE.value,
+      group_start=GROUP_START.value,
+      group_server_learning_rate=GROUP_SERVER_LR.value,
+      eval_batch_size=EVAL_BATCH_SIZE.value,
       seed=SEED.value,
       global_rounds=GLOBAL_ROUNDS.value, group_rounds=GROUP_ROUNDS.value,
       tuning_fraction=TUNING_FRACTION.value, split_seed=SPLIT_SEED.value)

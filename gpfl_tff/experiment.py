@@ -190,9 +190,11 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
 
 
 # The group stage's own gain: a method from the group's model against the
-# same method from the global model.
+# same method from the global model, and from the global model trained on as
+# many more rounds without groups (`fl_matched`, the equal-rounds control).
 _STAGE_PAIRS = (('groupfl', 'fl'), ('groupperfl', 'perfl'),
-                ('groupperfl_prior', 'perfl'))
+                ('groupperfl_prior', 'perfl'), ('groupfl', 'fl_matched'),
+                ('groupperfl', 'perfl_matched'))
 
 
 def _stage_pairs(client_sums: dict, seed: int, more=()) -> dict:

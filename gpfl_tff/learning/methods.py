@@ -54,6 +54,17 @@ a trained model may not survive. 'continue' applies to stages whose parent is
 a whole-population stage; a subgroup stage starts fresh from its group's
 weights either way.
 
+Group learning rate (`group_server_learning_rate`): the server learning rate
+of the stages that fine-tune a parent's model per group (`group`,
+`subgroup`) and of their equal-budget controls (`fl_matched`, `fl_compute`:
+the same rounds or client updates from the global model without groups, so
+that they still differ from a group stage only in its clients), set in their
+start state through the process's hyperparameters
+(`training.with_server_learning_rate`); 0, the default, keeps the global
+stage's. A stage that fine-tunes a trained model may want smaller steps than
+the one that trained it. `group_only` trains from its initial weights and
+keeps the global stage's rate.
+
 Group stage rule: a group with fewer than `min_group_clients` clients is not
 trained; it keeps its start weights, and `groups_kept_start` lists it.
 
@@ -221,6 +232,7 @@ class StageConfig:
   unseen_fraction: float = 0.0
   stage_selection: str = 'last'
   group_start: str = 'fresh'
+  group_server_learning_rate: float = 0.0
 
   def __post_init__(self):
     if self.eval_split not in ('validation', 'test'):
@@ -250,6 +262,9 @@ class StageConfig:
     if self.group_start not in GROUP_STARTS:
       raise ValueError(f'group_start must be one of {", ".join(GROUP_STARTS)}'
                        f', got {self.group_start!r}')
+    if self.group_server_learning_rate < 0:
+      raise ValueError('group_server_learning_rate must not be negative '
+                       '(0: the global stage\'s)')
     if self.prior_estimator not in PRIOR_ESTIMATORS:
       raise ValueError('prior_estimator must be one of '
                        f'{", ".join(PRIOR_ESTIMATORS)}, got '
@@ -417,7 +432,8 @@ class StageTree:
   # StageConfig fields that the federated stages depend on.
   _TRAINING_FIELDS = ('global_rounds', 'group_rounds', 'min_group_clients',
                       'seed', 'curve_every', 'curve_clients', 'split_seed',
-                      'unseen_fraction', 'tuning_fraction')
+                      'unseen_fraction', 'tuning_fraction',
+                      'group_server_learning_rate')
   # Fields that decide the groups.
   _GROUPING_FIELDS = ('groups', 'num_groups', 'grouping_statistic')
   # Fields only the per-group stages depend on.
@@ -689,8 +705,18 @@ class StageTree:
     else:
       parent = self._state(spec.parent)
     return self._stage(stage, lambda: self._train(
-        stage, parent, self._clients(stage, self.training_clients),
-        self._rounds(stage)))
+        stage, self._with_stage_rate(stage, parent),
+        self._clients(stage, self.training_clients), self._rounds(stage)))
+
+  def _with_stage_rate(self, stage: str, state):
+    """`state` with `group_server_learning_rate` as its server learning rate
+    if that is set and `stage` continues a trained model (its parent is a
+    stage, not `initial`: the group stages and their equal-budget controls);
+    else `state` as it is."""
+    rate = self.config.group_server_learning_rate
+    if rate > 0 and STAGE_TABLE[stage].parent != 'initial':
+      return training.with_server_learning_rate(self.process, state, rate)
+    return state
 
   def weights(self, start: str):
     """Weights of a whole-population start point (`initial` or a stage)."""
@@ -730,7 +756,8 @@ class StageTree:
 
     Each group's process starts from a fresh state holding its start weights,
     or with `parent_state` from that state (its server optimizer's state
-    carried on) holding them.
+    carried on) holding them; `_with_stage_rate` then sets the group
+    stages' server learning rate there.
     """
     trained = self._trained_groups(stage)
     groups = self.groups(stage)
@@ -741,11 +768,12 @@ class StageTree:
     def train_group(group):
       # Everything the group needs starts here, its random stream included,
       # so that a task run again (on another worker) starts over cleanly.
-      state = self._train(
-          f'{stage}/{group}',
+      state = self._with_stage_rate(stage, (
           training.start_state(self.process, start_weights[group])
           if parent_state is None else self.process.set_model_weights(
-              parent_state, start_weights[group]),
+              parent_state, start_weights[group])))
+      state = self._train(
+          f'{stage}/{group}', state,
           self._clients(stage, self.clients_of(group, stage),
                         groups.index(group)), rounds)
       return self.process.get_model_weights(state)

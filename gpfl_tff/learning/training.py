@@ -104,6 +104,16 @@ def start_state(process, weights=None):
   return state
 
 
+def with_server_learning_rate(process, state, learning_rate: float):
+  """`state` with its server optimizer's learning rate set to
+  `learning_rate`, through the process's hyperparameters (`get_hparams` /
+  `set_hparams` of a composed `tff.learning` process; every server optimizer
+  of `server_optimizer` has one)."""
+  hparams = process.get_hparams(state)
+  hparams['finalizer']['learning_rate'] = np.float32(learning_rate)
+  return process.set_hparams(state, hparams)
+
+
 def train_perplexity(metrics) -> float:
   """Training perplexity of one round, from the summed token metrics."""
   train = metrics['client_work']['train']

@@ -54,6 +54,16 @@ def _write_clients(directory: str, losses: dict) -> None:
         f.write(f'{method},c{index},{loss},10\n')
 
 
+def _write_sized_clients(directory: str, rows) -> None:
+  """clients.csv with groups and train tokens: rows of (method, index,
+  loss sum) for client c<index> of group g with index + 1 train tokens and
+  10 test tokens."""
+  with open(os.path.join(directory, 'clients.csv'), 'w') as f:
+    f.write('method,client_id,group,train_tokens,loss_sum,token_count\n')
+    for method, index, loss in rows:
+      f.write(f'{method},c{index},g,{index + 1},{loss},10\n')
+
+
 class AggregateResultsTest(absltest.TestCase):
 
   def test_mean_and_standard_deviation_in_method_order(self):
@@ -122,12 +132,10 @@ class AggregateResultsTest(absltest.TestCase):
       # Ten clients of one group with 1..10 train tokens: fifths of two.
       # groupperfl's loss is lower than perfl's by the client's fifth + 1
       # in seed 0 and by twice that in seed 1 (10 test tokens each).
-      with open(os.path.join(directory, 'clients.csv'), 'w') as f:
-        f.write('method,client_id,group,train_tokens,loss_sum,token_count\n')
-        for index in range(10):
-          gain = (index // 2 + 1) * (seed + 1)
-          f.write(f'perfl,c{index},g,{index + 1},20.0,10\n')
-          f.write(f'groupperfl,c{index},g,{index + 1},{20.0 - gain},10\n')
+      _write_sized_clients(directory, [
+          row for index in range(10) for row in (
+              ('perfl', index, 20.0),
+              ('groupperfl', index, 20.0 - (index // 2 + 1) * (seed + 1)))])
       _edit_results(directory, lambda r, s=seed: r.update(small_data=[
           {'bin': b, 'mean': -0.1 * (b + 1) * (s + 1)} for b in range(5)]))
     run = prepare_runner.run_module(_MODULE, *dirs)
@@ -144,6 +152,31 @@ class AggregateResultsTest(absltest.TestCase):
     self.assertEqual(
         rows[1], '| 5 | 2 | 10 | -0.5000, -1.0000 | '
         '-0.7500 [-0.7500, -0.7500] |')
+
+  def test_the_prior_gets_its_own_small_data_table(self):
+    root = self.create_tempdir().full_path
+    dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
+    for seed, directory in enumerate(dirs):
+      # Ten clients with 1..10 train tokens; the prior's loss is lower than
+      # groupperfl's by 2 on the two clients with least data, else equal.
+      # No perfl: only the prior's table is printed.
+      _write_sized_clients(directory, [
+          row for index in range(10) for row in (
+              ('groupperfl', index, 20.0),
+              ('groupperfl_prior', index, 18.0 if index < 2 else 20.0))])
+      _edit_results(directory, lambda r, s=seed: r.update(
+          prior_small_data=[{'bin': b, 'mean': -0.2 if b == 0 else 0.0}
+                            for b in range(5)]))
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 0, run.stderr)
+    self.assertIn('groupperfl_prior - groupperfl in token-weighted '
+                  'log-perplexity by fifths', run.stdout)
+    self.assertNotIn('groupperfl - perfl in', run.stdout)
+    rows = [l for l in run.stdout.splitlines()
+            if l[:4] in ('| 1 ', '| 2 ')]
+    self.assertEqual(rows, [
+        '| 1 | 2 | 2 | -0.2000, -0.2000 | -0.2000 [-0.2000, -0.2000] |',
+        '| 2 | 2 | 4 | +0.0000, +0.0000 | +0.0000 [+0.0000, +0.0000] |'])
 
   def test_runs_scored_on_other_clients_are_refused(self):
     root = self.create_tempdir().full_path

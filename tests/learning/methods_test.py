@@ -382,6 +382,9 @@ class BestRoundTest(tf.test.TestCase):
     with runtime.local_runtime():
       results = experiment.run(data, synthetic.TINY, training_config, config,
                                ['fl', 'fl_matched', 'groupfl']).results
+    # The group stage against its equal-rounds control too.
+    self.assertCountEqual(results['paired_stages'],
+                          ['groupfl - fl', 'groupfl - fl_matched'])
     curves, kept = results['curves'], results['kept_rounds']
     self.assertCountEqual(kept, ['global', 'fl_matched', 'group/a',
                                  'group/b'])
@@ -404,12 +407,16 @@ class GroupStartTest(tf.test.TestCase):
   """group_start: a group stage starts from a fresh server optimizer state or
   carries on the global stage's."""
 
-  def test_continue_carries_the_global_optimizer_state_on(self):
+  def _data_and_fedadam(self):
+    """Two groups of three synthetic clients, and FedAdam at rate 0.01."""
     directory = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
-    data = synthetic.prepare_grouped(directory, {'a': 3, 'b': 3})
-    training_config = training.TrainingConfig(
-        clients_per_round=3, client_learning_rate=0.5, batch_size=4,
-        server_optimizer='adam', server_learning_rate=0.01)
+    return (synthetic.prepare_grouped(directory, {'a': 3, 'b': 3}),
+            training.TrainingConfig(
+                clients_per_round=3, client_learning_rate=0.5, batch_size=4,
+                server_optimizer='adam', server_learning_rate=0.01))
+
+  def test_continue_carries_the_global_optimizer_state_on(self):
+    data, training_config = self._data_and_fedadam()
     starts, weights = {}, {}
     for group_start in methods.GROUP_STARTS:
       config = methods.StageConfig(
@@ -442,6 +449,48 @@ class GroupStartTest(tf.test.TestCase):
     for group in ('a', 'b'):
       self.assertNotAllClose(weights['fresh'][group].trainable,
                              weights['continue'][group].trainable)
+
+  def test_group_server_learning_rate_is_set_in_groups_and_controls(self):
+    data, training_config = self._data_and_fedadam()
+    weights = {}
+    for group_start in methods.GROUP_STARTS:
+      for rate in (0.0, 0.001):
+        config = methods.StageConfig(
+            global_rounds=3, group_rounds=2, finetune_epochs=0, seed=0,
+            eval_clients='all', group_start=group_start,
+            group_server_learning_rate=rate)
+        with mock.patch.object(training, 'run_rounds',
+                               wraps=training.run_rounds) as run_rounds, \
+            runtime.local_runtime():
+          tree = experiment.run(data, synthetic.TINY, training_config, config,
+                                ['fl', 'fl_matched', 'groupfl']).tree
+          weights[group_start, rate] = (tree.group_weights('group'),
+                                        tree.weights('fl_matched'))
+          started = [call.args[1] for call in run_rounds.call_args_list]
+        # The global stage keeps its rate; fl_matched (its equal-rounds
+        # control) and each group stage get the group rate (0: the global
+        # one), whichever the groups' start.
+        self.assertLen(started, 4)  # global, fl_matched, a, b
+        self.assertAllClose(started[0].finalizer['learning_rate'], 0.01)
+        for state in started[1:]:
+          self.assertAllClose(state.finalizer['learning_rate'], rate or 0.01)
+        # FedAdam's step count is not touched by the rate: fl_matched
+        # carries the global stage's on; the groups as group_start says.
+        self.assertEqual(int(started[1].finalizer['step']), 3)
+        for state in started[2:]:
+          self.assertEqual(int(state.finalizer['step']),
+                           0 if group_start == 'fresh' else 3)
+      for group in ('a', 'b'):
+        self.assertNotAllClose(
+            weights[group_start, 0.0][0][group].trainable,
+            weights[group_start, 0.001][0][group].trainable)
+      self.assertNotAllClose(weights[group_start, 0.0][1].trainable,
+                             weights[group_start, 0.001][1].trainable)
+
+  def test_bad_group_server_learning_rate(self):
+    with self.assertRaisesRegex(ValueError,
+                                'group_server_learning_rate must not be'):
+      methods.StageConfig(group_server_learning_rate=-0.1)
 
   def test_bad_group_start(self):
     with self.assertRaisesRegex(ValueError, 'group_start must be one of'):
