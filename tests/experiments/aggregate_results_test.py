@@ -64,6 +64,17 @@ def _write_sized_clients(directory: str, rows) -> None:
       f.write(f'{method},c{index},g,{index + 1},{loss},10\n')
 
 
+def _run_sized(root: str, rows, key: str, values):
+  """Runs the module on two runs (seeds 0 and 1) whose clients.csv holds
+  `rows(seed)` (see _write_sized_clients) and whose results.json holds
+  `values(seed)` under `key`."""
+  dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
+  for seed, directory in enumerate(dirs):
+    _write_sized_clients(directory, rows(seed))
+    _edit_results(directory, lambda r, s=seed: r.update({key: values(s)}))
+  return prepare_runner.run_module(_MODULE, *dirs)
+
+
 class AggregateResultsTest(absltest.TestCase):
 
   def test_mean_and_standard_deviation_in_method_order(self):
@@ -126,19 +137,17 @@ class AggregateResultsTest(absltest.TestCase):
     self.assertLess(high, 0.0)  # Every client is better under groupperfl.
 
   def test_small_data_fifths_pooled_over_seeds(self):
-    root = self.create_tempdir().full_path
-    dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
-    for seed, directory in enumerate(dirs):
-      # Ten clients of one group with 1..10 train tokens: fifths of two.
-      # groupperfl's loss is lower than perfl's by the client's fifth + 1
-      # in seed 0 and by twice that in seed 1 (10 test tokens each).
-      _write_sized_clients(directory, [
-          row for index in range(10) for row in (
-              ('perfl', index, 20.0),
-              ('groupperfl', index, 20.0 - (index // 2 + 1) * (seed + 1)))])
-      _edit_results(directory, lambda r, s=seed: r.update(small_data=[
-          {'bin': b, 'mean': -0.1 * (b + 1) * (s + 1)} for b in range(5)]))
-    run = prepare_runner.run_module(_MODULE, *dirs)
+    # Ten clients of one group with 1..10 train tokens: fifths of two.
+    # groupperfl's loss is lower than perfl's by the client's fifth + 1 in
+    # seed 0 and by twice that in seed 1 (10 test tokens each).
+    run = _run_sized(
+        self.create_tempdir().full_path,
+        lambda seed: [row for index in range(10) for row in (
+            ('perfl', index, 20.0),
+            ('groupperfl', index, 20.0 - (index // 2 + 1) * (seed + 1)))],
+        'small_data', lambda seed: [
+            {'bin': b, 'mean': -0.1 * (b + 1) * (seed + 1)}
+            for b in range(5)])
     self.assertEqual(run.returncode, 0, run.stderr)
     rows = [l for l in run.stdout.splitlines()
             if l[:4] in ('| 1 ', '| 5 ')]
@@ -154,20 +163,16 @@ class AggregateResultsTest(absltest.TestCase):
         '-0.7500 [-0.7500, -0.7500] |')
 
   def test_the_prior_gets_its_own_small_data_table(self):
-    root = self.create_tempdir().full_path
-    dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
-    for seed, directory in enumerate(dirs):
-      # Ten clients with 1..10 train tokens; the prior's loss is lower than
-      # groupperfl's by 2 on the two clients with least data, else equal.
-      # No perfl: only the prior's table is printed.
-      _write_sized_clients(directory, [
-          row for index in range(10) for row in (
-              ('groupperfl', index, 20.0),
-              ('groupperfl_prior', index, 18.0 if index < 2 else 20.0))])
-      _edit_results(directory, lambda r, s=seed: r.update(
-          prior_small_data=[{'bin': b, 'mean': -0.2 if b == 0 else 0.0}
-                            for b in range(5)]))
-    run = prepare_runner.run_module(_MODULE, *dirs)
+    # Ten clients with 1..10 train tokens; the prior's loss is lower than
+    # groupperfl's by 2 on the two clients with least data, else equal, in
+    # both seeds. No perfl: only the prior's table is printed.
+    run = _run_sized(
+        self.create_tempdir().full_path,
+        lambda seed: [row for index in range(10) for row in (
+            ('groupperfl', index, 20.0),
+            ('groupperfl_prior', index, 18.0 if index < 2 else 20.0))],
+        'prior_small_data', lambda seed: [
+            {'bin': b, 'mean': -0.2 if b == 0 else 0.0} for b in range(5)])
     self.assertEqual(run.returncode, 0, run.stderr)
     self.assertIn('groupperfl_prior - groupperfl in token-weighted '
                   'log-perplexity by fifths', run.stdout)
