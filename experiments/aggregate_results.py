@@ -19,6 +19,11 @@ runs have perfl and groupperfl, a table of the small-data claim follows:
 groupperfl - perfl by fifths of train tokens within group, each run's value
 and the runs pooled the same way; when they also have groupperfl_prior, the
 same table of groupperfl_prior - groupperfl (the prior's claim) follows.
+When every run also has unseen_clients.csv (runs with --unseen_fraction), a
+table of the unseen clients follows: each method's perplexity and its pooled
+difference against groupperfl. Then a table of what the group stage adds
+(`methods.STAGE_PAIRS`: groupfl - fl, groupfl - fl_matched, ...), each run's
+value and the runs pooled, on the seen and, where present, unseen clients.
 
 When the runs have validation curves (`results.json` `curves`), a second
 table gives each run's convergence by the rule of
@@ -122,11 +127,13 @@ def check_poolable(runs: list[dict], names: list[str]) -> str | None:
   return None
 
 
-def client_sums(directory: str) -> tuple[dict, dict] | None:
-  """A run's clients.csv: (method -> client id -> {loss_sum, token_count},
-  client id -> (group, train tokens)); the second is empty if the file has
-  no such columns."""
-  path = os.path.join(directory, 'clients.csv')
+def client_sums(directory: str, name: str = 'clients.csv'
+                ) -> tuple[dict, dict] | None:
+  """A run's clients.csv (or `name`, in its columns: unseen_clients.csv):
+  (method -> client id -> {loss_sum, token_count}, client id -> (group,
+  train tokens)); the second is empty if the file has no such columns. None
+  if the run has no such file."""
+  path = os.path.join(directory, name)
   if not os.path.exists(path):
     return None
   sums = collections.defaultdict(dict)
@@ -204,6 +211,44 @@ def small_data_table(runs: list[dict], pooled: dict, infos: list[dict],
     lines.append(f'| {row["bin"] + 1} | {row["clients"]} | '
                  f'{row["train_tokens_median"]:.0f} | {", ".join(each)} | '
                  f'{_interval(row)} |')
+  return '\n'.join(lines)
+
+
+def stage_pairs_table(runs: list[dict], pooled: dict, pooled_unseen: dict
+                      ) -> str | None:
+  """What the group stage adds (`methods.STAGE_PAIRS` whose methods ran), on
+  the seen clients and, where the runs have them, the unseen ones: each
+  run's difference (results.json `paired_stages`, `unseen.paired`) and the
+  runs pooled. None without such a pair."""
+  lines = ['| pair | clients | each run | pooled [95% CI] |',
+           '|---|---|---|---|']
+  for clients, sums, key in (('seen', pooled, 'paired_stages'),
+                             ('unseen', pooled_unseen, 'paired')):
+    for a, b in methods_lib.STAGE_PAIRS:
+      if a not in sums or b not in sums:
+        continue
+      name = f'{a} - {b}'
+      each = [(run.get(key, {}) if clients == 'seen'
+               else run.get('unseen', {}).get(key, {})).get(name)
+              for run in runs]
+      lines.append(f'| {name} | {clients} | ' + ', '.join(
+          '-' if e is None else f'{e["mean"]:+.4f}' for e in each) + ' | '
+                   + _interval(paired_lib.difference(sums[a], sums[b]))
+                   + ' |')
+  return '\n'.join(lines) if len(lines) > 2 else None
+
+
+def unseen_table(runs: list[dict], pooled_unseen: dict) -> str:
+  """Each method's perplexity on the unseen clients (mean ± standard
+  deviation over runs) and its pooled difference against groupperfl."""
+  against = pooled_paired(pooled_unseen)
+  lines = ['| method | perplexity | pooled vs groupperfl [95% CI] |',
+           '|---|---|---|']
+  for method in methods_lib.METHODS:
+    if method in pooled_unseen:
+      lines.append(f'| {method} | ' + _spread(
+          [run['unseen']['methods'][method]['perplexity'] for run in runs],
+          2) + f' | {_interval(against.get(method))} |')
   return '\n'.join(lines)
 
 
@@ -294,6 +339,23 @@ def main(argv):
             f'of train tokens within group (negative: {first} better)')
       print()
       print(small)
+  unseen = [client_sums(d, 'unseen_clients.csv') for d in directories]
+  pooled_unseen = (pool([sums for sums, _ in unseen])
+                   if pooled is not None and None not in unseen else {})
+  if pooled_unseen:
+    print()
+    print(f'Unseen clients (held out of every training stage; '
+          f'{len(next(iter(pooled_unseen.values())))} a run)')
+    print()
+    print(unseen_table(runs, pooled_unseen))
+  pairs = (stage_pairs_table(runs, pooled, pooled_unseen)
+           if pooled is not None else None)
+  if pairs is not None:
+    print()
+    print('What the group stage adds, in token-weighted log-perplexity '
+          '(negative: the first better)')
+    print()
+    print(pairs)
   converged = convergence_table(runs)
   if converged is not None:
     print()

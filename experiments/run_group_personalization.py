@@ -4,7 +4,8 @@ r"""Compares GroupPerFL with its baselines on one grouped dataset.
       --dataset=shakespeare --group_by=genre --output_dir=results/shakespeare
 
 Writes results.json, clients.csv, summary.md, client_perplexity.png and
-validation_curves.png to --output_dir, and prints the methods table. Every
+validation_curves.png to --output_dir (with --unseen_fraction, also
+unseen_clients.csv: the held-out clients' rows), and prints the methods table. Every
 round's metrics are released as the run goes (tff.program release managers:
 tensorboard/<stage>/ and metrics/<stage>.csv).
 The defaults are sized for a 2-core CPU (model `small`).
@@ -305,7 +306,9 @@ def main(argv):
     outcome.results['environment'] = cli.environment()
     report.write_all(output_dir, outcome.results, outcome.client_sums,
                      dict(data.client_to_group), outcome.train_tokens,
-                     outcome.tree.history, release_rounds=False)
+                     outcome.tree.history, release_rounds=False,
+                     unseen_sums=outcome.unseen_sums,
+                     unseen_tokens=outcome.unseen_tokens)
   print()
   print(report.methods_table(outcome.results))
   print(f'\noutputs in {output_dir}/ '

@@ -26,14 +26,19 @@ class Outcome:
   """What `run` returns.
 
   results: the JSON-ready report (see `gpfl_tff.evaluation.report`).
-  client_sums: method -> client id -> evaluation sums.
-  train_tokens: evaluated client id -> counted tokens of its train split.
+  client_sums: method -> client id -> evaluation sums, seen clients.
+  train_tokens: evaluated seen client id -> counted tokens of its train
+    split.
   tree: the stage tree (histories, stage runs, timings).
+  unseen_sums, unseen_tokens: the same for the unseen clients (held out of
+    training); empty without them.
   """
   results: dict
   client_sums: dict
   train_tokens: dict
   tree: methods_lib.StageTree
+  unseen_sums: dict = dataclasses.field(default_factory=dict)
+  unseen_tokens: dict = dataclasses.field(default_factory=dict)
 
 
 def build_tree(data: client_data.GroupedClientData,
@@ -186,21 +191,15 @@ def run(data: client_data.GroupedClientData, preset: language_model.Preset,
       'dataset': data.stats,
   }
   return Outcome(results=results, client_sums=client_sums,
-                 train_tokens=train_tokens, tree=tree)
-
-
-# The group stage's own gain: a method from the group's model against the
-# same method from the global model, and from the global model trained on as
-# many more rounds without groups (`fl_matched`, the equal-rounds control).
-_STAGE_PAIRS = (('groupfl', 'fl'), ('groupperfl', 'perfl'),
-                ('groupperfl_prior', 'perfl'), ('groupfl', 'fl_matched'),
-                ('groupperfl', 'perfl_matched'))
+                 train_tokens=train_tokens, tree=tree,
+                 unseen_sums=unseen_sums if unseen_tokens else {},
+                 unseen_tokens=unseen_tokens)
 
 
 def _stage_pairs(client_sums: dict, seed: int, more=()) -> dict:
-  """'a - b' -> paired.difference(a, b) for each pair of `_STAGE_PAIRS`
-  and `more` whose methods both ran."""
+  """'a - b' -> paired.difference(a, b) for each pair of
+  `methods.STAGE_PAIRS` and `more` whose methods both ran."""
   return {f'{a} - {b}': paired.difference(client_sums[a], client_sums[b],
                                           seed=seed)
-          for a, b in _STAGE_PAIRS + tuple(more)
+          for a, b in methods_lib.STAGE_PAIRS + tuple(more)
           if a in client_sums and b in client_sums}

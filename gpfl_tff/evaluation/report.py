@@ -1,5 +1,5 @@
-"""Writes an experiment's outputs: results.json, clients.csv, summary.md,
-the round metrics (TensorBoard and CSV, `release`) and figures.
+"""Writes an experiment's outputs: results.json, clients.csv (and
+unseen_clients.csv), summary.md, the round metrics (TensorBoard and CSV, `release`) and figures.
 """
 
 import csv
@@ -178,12 +178,16 @@ def write_figure(path: str, client_sums: dict, train_tokens: dict) -> None:
 
 def write_all(output_dir: str, results: dict, client_sums: dict,
               client_to_group: dict, train_tokens: dict,
-              history: dict, release_rounds: bool = True) -> None:
+              history: dict, release_rounds: bool = True,
+              unseen_sums: dict | None = None,
+              unseen_tokens: dict | None = None) -> None:
   """Writes every output file into `output_dir` (created if needed).
 
   With `release_rounds`, every round record of `history` is released into
   tensorboard/ and metrics/ (`release.release_history`); False when a
-  `release.RoundReleaser` released them during the run.
+  `release.RoundReleaser` released them during the run. With `unseen_sums`
+  (and their `unseen_tokens`), the unseen clients' rows go to
+  unseen_clients.csv, in clients.csv's columns.
   """
   os.makedirs(output_dir, exist_ok=True)
   with open(os.path.join(output_dir, 'results.json'), 'w',
@@ -192,6 +196,9 @@ def write_all(output_dir: str, results: dict, client_sums: dict,
     f.write('\n')
   write_clients_csv(os.path.join(output_dir, 'clients.csv'), client_sums,
                     client_to_group, train_tokens)
+  if unseen_sums:
+    write_clients_csv(os.path.join(output_dir, 'unseen_clients.csv'),
+                      unseen_sums, client_to_group, unseen_tokens)
   with open(os.path.join(output_dir, 'summary.md'), 'w',
             encoding='utf-8') as f:
     f.write(summary_markdown(results))

@@ -171,6 +171,13 @@ METHOD_TABLE = {
     'group_unigram': Method('group_unigram'),
 }
 METHODS = tuple(METHOD_TABLE)
+# What a group stage adds: a method from the group's model against the same
+# method from the global model, and from the global model trained on as many
+# more rounds without groups (`fl_matched`, the equal-rounds control).
+# `results.json` `paired_stages` and `unseen.paired` give these pairs.
+STAGE_PAIRS = (('groupfl', 'fl'), ('groupperfl', 'perfl'),
+               ('groupperfl_prior', 'perfl'), ('groupfl', 'fl_matched'),
+               ('groupperfl', 'perfl_matched'))
 _EVAL_SEED = 5
 _GROUPING_SEED = 8
 _UNSEEN_SEED = 9

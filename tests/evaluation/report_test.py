@@ -107,6 +107,30 @@ class WriteAllTest(tf.test.TestCase):
     self.assertAlmostEqual(float(row['loss_sum']), 25.0)
     self.assertAlmostEqual(float(row['perplexity']), math.exp(2.5), places=5)
 
+  def test_no_unseen_clients_csv_without_unseen_clients(self):
+    self.assertFalse(os.path.exists(
+        os.path.join(self.output_dir, 'unseen_clients.csv')))
+
+  def test_unseen_clients_csv_in_the_columns_of_clients_csv(self):
+    output_dir = os.path.join(self.create_tempdir().full_path, 'unseen')
+    unseen = {m: {'b1': sums['b1']} for m, sums in self.client_sums.items()}
+    seen = {m: {c: v for c, v in sums.items() if c != 'b1'}
+            for m, sums in self.client_sums.items()}
+    report.write_all(output_dir, self.results, seen, _GROUPS,
+                     {'a1': 20, 'a2': 10}, _HISTORY,
+                     unseen_sums=unseen, unseen_tokens={'b1': 30})
+    files = {}
+    for name in ('clients.csv', 'unseen_clients.csv'):
+      with open(os.path.join(output_dir, name), encoding='utf-8') as f:
+        files[name] = list(csv.DictReader(f))
+    self.assertEqual({r['client_id'] for r in files['clients.csv']},
+                     {'a1', 'a2'})
+    rows = files['unseen_clients.csv']
+    self.assertEqual([(r['method'], r['client_id'], r['group'],
+                       r['train_tokens']) for r in rows],
+                     [(m, 'b1', 'b', '30') for m in self.client_sums])
+    self.assertEqual(list(rows[0]), list(files['clients.csv'][0]))
+
   def test_summary_markdown(self):
     with open(os.path.join(self.output_dir, 'summary.md'),
               encoding='utf-8') as f:

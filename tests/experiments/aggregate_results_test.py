@@ -183,6 +183,44 @@ class AggregateResultsTest(absltest.TestCase):
         '| 1 | 2 | 2 | -0.2000, -0.2000 | -0.2000 [-0.2000, -0.2000] |',
         '| 2 | 2 | 4 | +0.0000, +0.0000 | +0.0000 [+0.0000, +0.0000] |'])
 
+  def test_unseen_clients_and_what_the_group_stage_adds(self):
+    root = self.create_tempdir().full_path
+    dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]
+    for seed, directory in enumerate(dirs):
+      # Seen clients c0, c1: groupfl's loss is lower than fl's by 1 and 3
+      # (10 tokens each); unseen u0, u1: by 2 in seed 0 and 4 in seed 1.
+      _write_clients(directory, {'fl': [10.0, 10.0], 'groupfl': [9.0, 7.0],
+                                 'groupperfl': [9.0, 7.0]})
+      with open(os.path.join(directory, 'unseen_clients.csv'), 'w') as f:
+        f.write('method,client_id,loss_sum,token_count\n')
+        for method, loss in (('fl', 10.0), ('groupfl', 8.0 - 2 * seed),
+                             ('groupperfl', 8.0 - 2 * seed)):
+          for client in ('u0', 'u1'):
+            f.write(f'{method},{client},{loss},10\n')
+      _edit_results(directory, lambda r, s=seed: r.update(
+          paired_stages={'groupfl - fl': {'mean': -0.2}},
+          unseen={'methods': {m: {'perplexity': p + s} for m, p in (
+              ('fl', 100.0), ('groupfl', 90.0), ('groupperfl', 80.0))},
+                  'paired': {'groupfl - fl': {'mean': -0.2 * (s + 1)}}}))
+    run = prepare_runner.run_module(_MODULE, *dirs)
+    self.assertEqual(run.returncode, 0, run.stderr)
+    lines = run.stdout.splitlines()
+    self.assertIn('Unseen clients (held out of every training stage; 2 a '
+                  'run)', lines)
+    # fl on unseen clients: 100 and 101; groupperfl - fl pooled: -12 / 40.
+    self.assertIn('| fl | 100.50 ± 0.71 | -0.3000 [-0.3000, -0.3000] |',
+                  lines)
+    self.assertIn('| groupperfl | 80.50 ± 0.71 | - |', lines)
+    # Seen: (-1 - 3) * 2 / 40 = -0.2, resampled over two clients that
+    # differ; unseen: -0.3 for every resample.
+    seen = [l for l in lines if l.startswith('| groupfl - fl | seen | ')]
+    self.assertLen(seen, 1)
+    self.assertStartsWith(seen[0],
+                          '| groupfl - fl | seen | -0.2000, -0.2000 | '
+                          '-0.2000 [')
+    self.assertIn('| groupfl - fl | unseen | -0.2000, -0.4000 | '
+                  '-0.3000 [-0.3000, -0.3000] |', lines)
+
   def test_runs_scored_on_other_clients_are_refused(self):
     root = self.create_tempdir().full_path
     dirs = [_run_dir(root, 0, 100.0, 0.5), _run_dir(root, 1, 110.0, 0.7)]

@@ -195,6 +195,11 @@ class InferredGroupsTest(tf.test.TestCase):
     for client in tree.unseen:
       self.assertEqual(sampled.count(client), 1, client)
     self.assertIn('groupfl - fl', outcome.results['unseen']['paired'])
+    # Their sums come apart from the seen clients', for unseen_clients.csv.
+    self.assertEqual(set(outcome.unseen_tokens), tree.unseen)
+    for method in ('fl', 'groupfl', 'group_unigram'):
+      self.assertEqual(set(outcome.unseen_sums[method]), tree.unseen)
+      self.assertFalse(set(outcome.client_sums[method]) & tree.unseen)
 
   def test_subgroups_continue_from_their_group_model(self):
     # Two subgroups in each of a and b, one in c.
