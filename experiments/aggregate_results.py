@@ -222,15 +222,15 @@ def stage_pairs_table(runs: list[dict], pooled: dict, pooled_unseen: dict
   runs pooled. None without such a pair."""
   lines = ['| pair | clients | each run | pooled [95% CI] |',
            '|---|---|---|---|']
-  for clients, sums, key in (('seen', pooled, 'paired_stages'),
-                             ('unseen', pooled_unseen, 'paired')):
+  for clients, sums, stored in (
+      ('seen', pooled, lambda run: run.get('paired_stages', {})),
+      ('unseen', pooled_unseen,
+       lambda run: run.get('unseen', {}).get('paired', {}))):
     for a, b in methods_lib.STAGE_PAIRS:
       if a not in sums or b not in sums:
         continue
       name = f'{a} - {b}'
-      each = [(run.get(key, {}) if clients == 'seen'
-               else run.get('unseen', {}).get(key, {})).get(name)
-              for run in runs]
+      each = [stored(run).get(name) for run in runs]
       lines.append(f'| {name} | {clients} | ' + ', '.join(
           '-' if e is None else f'{e["mean"]:+.4f}' for e in each) + ' | '
                    + _interval(paired_lib.difference(sums[a], sums[b]))
@@ -339,9 +339,10 @@ def main(argv):
             f'of train tokens within group (negative: {first} better)')
       print()
       print(small)
-  unseen = [client_sums(d, 'unseen_clients.csv') for d in directories]
+  unseen = ([client_sums(d, 'unseen_clients.csv') for d in directories]
+            if pooled is not None else [None])
   pooled_unseen = (pool([sums for sums, _ in unseen])
-                   if pooled is not None and None not in unseen else {})
+                   if None not in unseen else {})
   if pooled_unseen:
     print()
     print(f'Unseen clients (held out of every training stage; '

@@ -5,9 +5,9 @@ r"""Compares GroupPerFL with its baselines on one grouped dataset.
 
 Writes results.json, clients.csv, summary.md, client_perplexity.png and
 validation_curves.png to --output_dir (with --unseen_fraction, also
-unseen_clients.csv: the held-out clients' rows), and prints the methods table. Every
-round's metrics are released as the run goes (tff.program release managers:
-tensorboard/<stage>/ and metrics/<stage>.csv).
+unseen_clients.csv: the held-out clients' rows), and prints the methods
+table. Every round's metrics are released as the run goes (tff.program
+release managers: tensorboard/<stage>/ and metrics/<stage>.csv).
 The defaults are sized for a 2-core CPU (model `small`).
 """
 

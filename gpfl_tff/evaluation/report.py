@@ -1,5 +1,6 @@
 """Writes an experiment's outputs: results.json, clients.csv (and
-unseen_clients.csv), summary.md, the round metrics (TensorBoard and CSV, `release`) and figures.
+unseen_clients.csv), summary.md, the round metrics (TensorBoard and CSV,
+`release`) and figures.
 """
 
 import csv
